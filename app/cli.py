@@ -1,0 +1,150 @@
+"""The ``layerscope`` command: the engine's reports in a terminal.
+
+    layerscope list
+    layerscope summary alexnet --batch 2
+    layerscope summary resnet --set depth=50 --input-size 3,224,224 --json
+    layerscope serve --port 8000
+
+Bad input exits with status 2 and a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import models
+
+from .engine import EngineError, summarize
+from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
+from .render.csv import summary_csv
+from .render.table import simple_table, summary_table
+from .render.units import format_count
+
+USER_ERRORS = (EngineError, ConfigError, UnknownArchitectureError, UnknownPresetError)
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be parsed."""
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``["depth=50", "hidden=[512,256]", "bias=false"]`` -> config dict; values read as JSON when they parse."""
+    config: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        config[key.strip()] = value
+    return config
+
+
+def parse_size(text: str | None) -> tuple[int, ...] | None:
+    """'3,224,224' or '3x224x224' -> (3, 224, 224)."""
+    if text is None:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        return tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise UsageError(f"--input-size expects integers like 3,224,224, got {text!r}") from None
+
+
+def _selection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("architecture", help="a name from `layerscope list`")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config field, repeatable: --set depth=50 --set hidden=[512,256]",
+    )
+    parser.add_argument("--preset", help="start from a named preset (see `layerscope list`)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--input-size", help="one sample's shape, e.g. 3,224,224 (tokens: T; encoder-decoder: S,T)")
+    parser.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or float64")
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    config = parse_assignments(args.assignments)
+    if args.preset:
+        config["preset"] = args.preset
+    return config
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in models.list_architectures():
+        arch = models.get_architecture(name)
+        rows.append([name, arch.title, format_count(arch.default_params), ", ".join(p.name for p in arch.presets)])
+    if args.json:
+        print(json.dumps([models.get_architecture(n).describe() for n in models.list_architectures()], indent=2))
+    else:
+        print(simple_table(["Name", "Architecture", "Default params", "Presets"], rows, {2}))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    report = summarize(
+        args.architecture, _config(args), parse_size(args.input_size), batch_size=args.batch, dtype=args.dtype
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif args.csv:
+        sys.stdout.write(summary_csv(report))
+    else:
+        print(summary_table(report, max_depth=args.depth))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layerscope", description="Explore neural-network architectures.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="the architectures and their presets")
+    listing.add_argument("--json", action="store_true", help="full descriptions, config schemas included")
+    listing.set_defaults(run=cmd_list)
+
+    summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
+    _selection_args(summary)
+    out = summary.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="the full report as JSON")
+    out.add_argument("--csv", action="store_true", help="the layer rows as CSV")
+    summary.add_argument("--depth", type=int, help="show the tree down to this depth")
+    summary.set_defaults(run=cmd_summary)
+
+    serve = commands.add_parser("serve", help="start the web app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (UsageError, *USER_ERRORS) as exc:
+        print(f"layerscope: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Errors the engine raises for bad input: each says what is wrong and where.
+
+The API turns them into 4xx responses and the CLI into a one-line message with
+exit status 2; nothing here knows about either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models import ConfigError, UnknownArchitectureError, UnknownPresetError
+
+__all__ = [
+    "ConfigError",
+    "EngineError",
+    "InputError",
+    "MemoryBudgetError",
+    "NeedsRealRunError",
+    "ShapeMismatchError",
+    "UnknownArchitectureError",
+    "UnknownPresetError",
+]
+
+
+class EngineError(Exception):
+    """Base of the engine's input errors; ``details()`` is JSON-ready."""
+
+    field: str | None = None
+    layer: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {"detail": str(self), "field": self.field, "layer": self.layer}
+
+
+class InputError(EngineError, ValueError):
+    """An argument outside what the engine accepts (batch size, input size, dtype...)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ShapeMismatchError(EngineError, ValueError):
+    """A layer whose input does not fit it: names the layer, what it got and what it expects."""
+
+    def __init__(
+        self,
+        layer: str,
+        layer_type: str,
+        input_shapes: list[list[int]],
+        expected: str | None,
+        reason: str,
+    ) -> None:
+        self.layer = layer
+        self.layer_type = layer_type
+        self.input_shapes = input_shapes
+        self.expected = expected
+        self.reason = reason
+        got = ", ".join(_shape(s) for s in input_shapes) or "no tensor"
+        message = f"layer '{layer}' ({layer_type}) got input {got}"
+        if expected:
+            message += f" but expects {expected}"
+        message += f": {reason}"
+        super().__init__(message)
+        self.field = "input"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            **super().details(),
+            "layer_type": self.layer_type,
+            "input_shape": self.input_shapes[0] if self.input_shapes else None,
+            "input_shapes": self.input_shapes,
+            "expected": self.expected,
+        }
+
+
+class NeedsRealRunError(EngineError, RuntimeError):
+    """The model does something fake tensors cannot (``.item()``, data-dependent control flow)."""
+
+    def __init__(self, layer: str | None, reason: str) -> None:
+        self.layer = layer
+        where = f"layer '{layer}'" if layer else "the model"
+        super().__init__(
+            f"{where} needs real data to run ({reason}); it cannot be inspected without allocating. "
+            "Use measured mode, or pass input_data, on a machine with room for it."
+        )
+
+
+class MemoryBudgetError(EngineError, RuntimeError):
+    """A real run whose estimated peak exceeds the configured memory budget."""
+
+    def __init__(self, needed: int, budget: int) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(
+            f"a real run would need about {needed / 2**20:,.1f} MiB, over the memory budget of "
+            f"{budget / 2**20:,.1f} MiB"
+        )
+        self.field = "measure"
+
+
+def _shape(shape: list[int]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"

@@ -1,0 +1,347 @@
+"""Worked formulas for a layer's figures, with the numbers filled in.
+
+The course works AlexNet through by hand: ``floor((224 + 2*2 - 11)/4) + 1 = 55``
+and ``96*3*11^2 + 96 = 34,944``. These functions write the same lines for any
+layer, from its hyperparameters and the shapes the tracer recorded. Shapes are
+batch first; figures marked "per sample" leave the batch out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import nn
+
+from models.attention import MultiHeadAttention
+from models.transformer import SinusoidalPositionalEncoding, TokenEmbedding
+
+Shape = list[int]
+Explainer = Callable[[nn.Module, Shape | None, Shape | None], list[str]]
+
+_EXPLAINERS: dict[type, Explainer] = {}
+
+
+def n(value: float) -> str:
+    """A number with thousands separators: 34944 -> '34,944'."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.4g}"
+    return f"{int(value):,}"
+
+
+def _dims(shape: Shape | None) -> str:
+    return " x ".join(str(s) for s in shape) if shape else "?"
+
+
+def _power(k: tuple[int, ...]) -> str:
+    """Kernel volume as the course writes it: 11^2 for a square kernel, 3*5 otherwise."""
+    if len(set(k)) == 1 and len(k) > 1:
+        return f"{k[0]}^{len(k)}"
+    return "*".join(str(x) for x in k)
+
+
+def _tuple(value, size: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (value,) * size
+
+
+def explains(*types: type) -> Callable[[Explainer], Explainer]:
+    def register(fn: Explainer) -> Explainer:
+        for t in types:
+            _EXPLAINERS[t] = fn
+        return fn
+
+    return register
+
+
+def explain(module: nn.Module, input_shape: Shape | None, output_shape: Shape | None) -> list[str] | None:
+    """Formula lines for ``module``, or None when no formula is registered for its class (a block)."""
+    for cls in type(module).__mro__:
+        fn = _EXPLAINERS.get(cls)
+        if fn is not None:
+            try:
+                return fn(module, input_shape, output_shape)
+            except (TypeError, ValueError, IndexError, ZeroDivisionError):
+                return []  # a formula is a courtesy; a layer used in an unusual way just gets none
+    return None
+
+
+def explain_block(
+    module: nn.Module, children: list[tuple[str, int]], input_shape: Shape | None, output_shape: Shape | None
+) -> list[str]:
+    """A block: its docstring's first line, and the sum its parameters come from.
+
+    ``children`` are (name, parameters) of its direct submodules, tied weights counted once.
+    """
+    lines = []
+    doc = (type(module).__doc__ or "").strip().splitlines()
+    if doc and type(module).__module__.startswith("models"):
+        lines.append(doc[0])
+    with_params = [(name, count) for name, count in children if count]
+    if len(with_params) > 1:
+        total = sum(count for _, count in with_params)
+        terms = " + ".join(n(count) for _, count in with_params[:8])
+        if len(with_params) > 8:
+            terms += f" + ... ({len(with_params) - 8} more)"
+        lines.append(f"params = {terms} = {n(total)} (its {len(with_params)} sub-layers with parameters)")
+    if input_shape and output_shape and input_shape != output_shape:
+        lines.append(f"shape: {_dims(input_shape)} -> {_dims(output_shape)}")
+    return lines
+
+
+def _conv_size(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> str:
+    rounding = "ceil" if ceil else "floor"
+    pad = f" + 2*{p}" if p else ""
+    reach = f"{d}*({k}-1) - 1" if d != 1 else f"{k}"
+    if d != 1:
+        expr = f"{rounding}(({size}{pad} - {reach})/{s}) + 1"
+        value = (size + 2 * p - d * (k - 1) - 1) / s
+    else:
+        expr = f"{rounding}(({size}{pad} - {k})/{s}) + 1"
+        value = (size + 2 * p - k) / s
+    out = (math.ceil(value) if ceil else math.floor(value)) + 1
+    return f"{expr} = {out}"
+
+
+def _spatial_lines(
+    names: list[str], sizes: Shape, k: tuple, s: tuple, p: tuple, d: tuple, ceil: bool = False
+) -> list[str]:
+    """One line per spatial axis, merged when the axes share size and hyperparameters."""
+    lines = []
+    if len(set(zip(sizes, k, s, p, d, strict=True))) == 1 and len(names) > 1:
+        joined = " = ".join(f"{a}_out" for a in names)
+        return [f"{joined} = {_conv_size(sizes[0], k[0], s[0], p[0], d[0], ceil)}"]
+    for i, axis in enumerate(names):
+        lines.append(f"{axis}_out = {_conv_size(sizes[i], k[i], s[i], p[i], d[i], ceil)}")
+    return lines
+
+
+_AXES = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}
+
+
+@explains(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv(m: nn.Conv2d, inp: Shape | None, out: Shape | None) -> list[str]:
+    dims = len(m.kernel_size)
+    k, s, d = m.kernel_size, m.stride, m.dilation
+    p = m.padding if isinstance(m.padding, tuple) else None
+    lines = []
+    if inp and out and p is not None:
+        lines += _spatial_lines(_AXES[dims], inp[-dims:], k, s, p, d)
+    elif isinstance(m.padding, str):
+        lines.append(f"padding='{m.padding}': output size {_dims(out[-dims:] if out else None)}")
+    c_in = m.in_channels // m.groups
+    c_in_text = f"({m.in_channels}/{m.groups})" if m.groups > 1 else f"{m.in_channels}"
+    weights = m.out_channels * c_in * math.prod(k)
+    line = f"params = {m.out_channels}*{c_in_text}*{_power(k)}"
+    if m.bias is not None:
+        line += f" + {m.out_channels} = {n(weights + m.out_channels)} ({n(weights)} weights + {m.out_channels} biases)"
+    else:
+        line += f" = {n(weights)} (no bias)"
+    lines.append(line)
+    if out:
+        positions = math.prod(out[-dims:])
+        per_output = c_in * math.prod(k)
+        macs = m.out_channels * positions * per_output
+        spatial = "*".join(str(x) for x in out[-dims:])
+        lines.append(f"MACs per sample = ({m.out_channels}*{spatial} outputs) * ({c_in}*{_power(k)} each) = {n(macs)}")
+        lines.append(f"output per sample = {_dims(out[1:])} = {n(math.prod(out[1:]))} values")
+    return lines
+
+
+@explains(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def _conv_transpose(m: nn.ConvTranspose2d, inp: Shape | None, out: Shape | None) -> list[str]:
+    dims = len(m.kernel_size)
+    lines = []
+    if inp and out:
+        for axis, size, k, s, p, op, d in zip(
+            _AXES[dims], inp[-dims:], m.kernel_size, m.stride, m.padding, m.output_padding, m.dilation, strict=True
+        ):
+            value = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+            lines.append(f"{axis}_out = ({size} - 1)*{s} - 2*{p} + {d}*({k} - 1) + {op} + 1 = {value}")
+    weights = m.in_channels * (m.out_channels // m.groups) * math.prod(m.kernel_size)
+    bias = m.out_channels if m.bias is not None else 0
+    lines.append(
+        f"params = {m.in_channels}*{m.out_channels // m.groups}*{_power(m.kernel_size)}"
+        + (f" + {bias}" if bias else "")
+        + f" = {n(weights + bias)}"
+    )
+    return lines
+
+
+@explains(nn.Linear)
+def _linear(m: nn.Linear, inp: Shape | None, out: Shape | None) -> list[str]:
+    weights = m.out_features * m.in_features
+    if m.bias is not None:
+        params = f"params = {m.out_features}*{m.in_features} + {m.out_features} = {n(weights + m.out_features)}"
+        params += f" (W is {m.out_features} x {m.in_features}, b has {m.out_features})"
+    else:
+        params = f"params = {m.out_features}*{m.in_features} = {n(weights)} (no bias)"
+    lines = ["y = W x + b" if m.bias is not None else "y = W x", params]
+    if inp:
+        positions = math.prod(inp[1:-1]) if len(inp) > 2 else 1
+        macs = m.in_features * m.out_features * positions
+        if positions > 1:
+            per = f"{m.in_features}*{m.out_features} per position"
+            lines.append(f"MACs per sample = {per} * {n(positions)} positions = {n(macs)}")
+        else:
+            lines.append(f"MACs per sample = {m.in_features}*{m.out_features} = {n(macs)}")
+    return lines
+
+
+@explains(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def _pool(m: nn.MaxPool2d, inp: Shape | None, out: Shape | None) -> list[str]:
+    dims = {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:]]
+    k = _tuple(m.kernel_size, dims)
+    s = _tuple(m.stride or m.kernel_size, dims)
+    p = _tuple(m.padding, dims)
+    d = _tuple(getattr(m, "dilation", 1), dims)
+    kind = "maximum" if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d) else "average"
+    lines = []
+    if inp:
+        lines += _spatial_lines(_AXES[dims], inp[-dims:], k, s, p, d, ceil=m.ceil_mode)
+    lines.append(f"each output is the {kind} of a {'x'.join(map(str, k))} window; no parameters")
+    return lines
+
+
+@explains(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+def _adaptive_pool(m: nn.Module, inp: Shape | None, out: Shape | None) -> list[str]:
+    kind = "average" if "Avg" in type(m).__name__ else "maximum"
+    if not (inp and out):
+        return [f"output size fixed at {m.output_size}; no parameters"]
+    dims = len(out) - 2 if len(out) > 2 else 1
+    src, dst = inp[-dims:], out[-dims:]
+    if src == dst:
+        return [f"input already {_dims(src)}: identity; no parameters"]
+    return [
+        f"{_dims(src)} -> {_dims(dst)} whatever the input size: each output takes the {kind} of a window "
+        f"of about {src[0] / dst[0]:.3g} input positions per axis; no parameters"
+    ]
+
+
+@explains(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+def _batch_norm(m: nn.BatchNorm2d, inp: Shape | None, out: Shape | None) -> list[str]:
+    c = m.num_features
+    lines = ["y = gamma * (x - mu_B) / sqrt(var_B + eps) + beta, per channel over the batch"]
+    if m.affine:
+        lines.append(f"params = 2*{c} = {n(2 * c)} (gamma and beta per channel)")
+    if m.track_running_stats:
+        lines.append(
+            f"buffers = 2*{c} + 1 = {n(2 * c + 1)} (running mean and variance per channel, batches seen); "
+            f"updated as mu <- (1 - {m.momentum})*mu + {m.momentum}*mu_B, used instead of the batch's at eval"
+        )
+    return lines
+
+
+@explains(nn.LayerNorm)
+def _layer_norm(m: nn.LayerNorm, inp: Shape | None, out: Shape | None) -> list[str]:
+    size = math.prod(m.normalized_shape)
+    lines = [f"normalise each position over its last {len(m.normalized_shape)} dim(s) ({n(size)} values)"]
+    if m.elementwise_affine:
+        count = size * (2 if m.bias is not None else 1)
+        what = "gain and bias" if m.bias is not None else "gain"
+        lines.append(f"params = {'2*' if m.bias is not None else ''}{n(size)} = {n(count)} ({what})")
+    return lines
+
+
+@explains(nn.GroupNorm)
+def _group_norm(m: nn.GroupNorm, inp: Shape | None, out: Shape | None) -> list[str]:
+    lines = [f"normalise over {m.num_groups} groups of {m.num_channels // m.num_groups} channels"]
+    if m.affine:
+        lines.append(f"params = 2*{m.num_channels} = {n(2 * m.num_channels)}")
+    return lines
+
+
+@explains(nn.Embedding)
+def _embedding(m: nn.Embedding, inp: Shape | None, out: Shape | None) -> list[str]:
+    lines = [
+        f"params = {n(m.num_embeddings)}*{m.embedding_dim} = {n(m.num_embeddings * m.embedding_dim)} "
+        f"(one {m.embedding_dim}-vector per token: a one-hot vector times this matrix)"
+    ]
+    if inp and out:
+        lines.append(f"lookup: ids {_dims(inp)} -> vectors {_dims(out)}; no multiplications")
+    return lines
+
+
+@explains(TokenEmbedding)
+def _token_embedding(m: TokenEmbedding, inp: Shape | None, out: Shape | None) -> list[str]:
+    return [f"embedding(ids) * sqrt(d_model) = embedding(ids) * {m.scale:.4g}", *_embedding(m.embedding, inp, out)]
+
+
+@explains(SinusoidalPositionalEncoding)
+def _positional(m: SinusoidalPositionalEncoding, inp: Shape | None, out: Shape | None) -> list[str]:
+    d = m.table.shape[1]
+    return [
+        f"PE(pos, 2i) = sin(pos / 10000^(2i/{d})), PE(pos, 2i+1) = cos(pos / 10000^(2i/{d})), i = 0 .. {d // 2 - 1}",
+        "added to the embeddings; a fixed table, no parameters",
+    ]
+
+
+@explains(MultiHeadAttention)
+def _attention(m: MultiHeadAttention, inp: Shape | None, out: Shape | None) -> list[str]:
+    d, h = m.d_model, m.heads
+    per = d * d + (d if m.q_proj.bias is not None else 0)
+    lines = [
+        f"softmax(Q K^T / sqrt(d_k)) V with d_k = {d}/{h} = {m.d_k}",
+        f"params = 4*({d}*{d}" + (f" + {d}" if m.q_proj.bias is not None else "") + f") = {n(4 * per)} "
+        "(W_Q, W_K, W_V, W_O)",
+    ]
+    if inp:
+        t = inp[1]
+        lines.append(
+            f"weights per sample: {h} heads x {t} x {t} = {n(h * t * t)} scores"
+            + (" (sdpa: computed in blocks, never stored whole)" if m.impl == "sdpa" else "")
+        )
+        lines.append(f"MACs per sample for Q K^T and weights x V = 2*{h}*{t}*{t}*{m.d_k} = {n(2 * h * t * t * m.d_k)}")
+    return lines
+
+
+@explains(nn.Flatten)
+def _flatten(m: nn.Flatten, inp: Shape | None, out: Shape | None) -> list[str]:
+    if not (inp and out):
+        return []
+    end = m.end_dim if m.end_dim >= 0 else len(inp) + m.end_dim
+    merged = inp[m.start_dim : end + 1]
+    return [f"{'*'.join(map(str, merged))} = {n(math.prod(merged))}: reshapes, no parameters"]
+
+
+@explains(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+def _dropout(m: nn.Dropout, inp: Shape | None, out: Shape | None) -> list[str]:
+    p = m.p
+    if p == 0:
+        return ["p = 0: the identity"]
+    return [
+        f"p = {p:g}: in training each {'channel' if type(m) is not nn.Dropout else 'value'} is zeroed with "
+        f"probability {p:g} and the kept ones scaled by 1/(1 - {p:g}) = {1 / (1 - p):.4g} (inverted dropout)",
+        "at evaluation it is the identity: nothing is rescaled at test time",
+    ]
+
+
+_ACTIVATION_FORMULAS: dict[type, str] = {
+    nn.ReLU: "max(0, x)",
+    nn.ReLU6: "min(max(0, x), 6)",
+    nn.LeakyReLU: "max(0, x) + slope * min(0, x)",
+    nn.ELU: "x if x > 0 else alpha*(exp(x) - 1)",
+    nn.GELU: "x * Phi(x), Phi the standard normal CDF",
+    nn.SiLU: "x * sigmoid(x)",
+    nn.Mish: "x * tanh(softplus(x))",
+    nn.Sigmoid: "1 / (1 + exp(-x))",
+    nn.Tanh: "tanh(x)",
+    nn.Hardswish: "x * relu6(x + 3) / 6",
+    nn.Softplus: "log(1 + exp(x))",
+    nn.Softmax: "exp(x_i) / sum_j exp(x_j)",
+    nn.LogSoftmax: "x_i - log(sum_j exp(x_j))",
+}
+
+
+@explains(*_ACTIVATION_FORMULAS)
+def _activation(m: nn.Module, inp: Shape | None, out: Shape | None) -> list[str]:
+    formula = _ACTIVATION_FORMULAS[type(m)]
+    note = " (in place: overwrites its input)" if getattr(m, "inplace", False) else ""
+    return [f"{formula}, element-wise{note}; shape unchanged {_dims(out)}; no parameters"]
+
+
+@explains(nn.LocalResponseNorm)
+def _lrn(m: nn.LocalResponseNorm, inp: Shape | None, out: Shape | None) -> list[str]:
+    return [
+        f"b = a / ({m.k:g} + {m.alpha:g}/{m.size} * sum of a^2 over {m.size} neighbouring channels)^{m.beta:g}",
+        "no parameters",
+    ]

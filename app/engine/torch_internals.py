@@ -1,0 +1,239 @@
+"""Every private or semi-private PyTorch API the engine uses, in one place.
+
+When PyTorch moves one of these, this is the only module to change:
+``FakeTensorMode`` and its data-dependence exceptions, ``StorageWeakRef``,
+``MemTracker`` (the fake-mode memory tracker of ``torch.distributed._tools``),
+the flop formulas of ``torch.utils.flop_counter``, and the profiler's raw
+Kineto events.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+    UnsupportedOperatorException,
+)
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+try:  # torch.distributed may be absent from some builds
+    from torch.distributed._tools.mem_tracker import MemTracker as _MemTracker
+except ImportError:  # pragma: no cover - CPU builds on Linux ship it
+    _MemTracker = None
+
+__all__ = [
+    "DATA_DEPENDENT_ERRORS",
+    "FakeTensorMode",
+    "FlopCounter",
+    "PhaseMemTracker",
+    "StorageWeakRef",
+    "flop_counter",
+    "is_data_dependent_error",
+    "kineto_memory_events",
+    "storage_key",
+]
+
+DATA_DEPENDENT_ERRORS: tuple[type[BaseException], ...] = (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    UnsupportedOperatorException,
+)
+
+_META_MESSAGES = (
+    "cannot be called on meta tensors",
+    "data-dependent",
+    "Cannot copy out of meta tensor",
+    "meta tensors",
+)
+
+
+def is_data_dependent_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the op needs real values (``.item()``, nonzero, data-dependent shapes)."""
+    if isinstance(exc, DATA_DEPENDENT_ERRORS):
+        return True
+    return isinstance(exc, RuntimeError | NotImplementedError) and any(m in str(exc) for m in _META_MESSAGES)
+
+
+def fake_mode() -> FakeTensorMode:
+    """A fake mode that also accepts real tensors (real parameters of a user's model, say)."""
+    return FakeTensorMode(allow_non_fake_inputs=True)
+
+
+def storage_key(tensor: torch.Tensor) -> StorageWeakRef:
+    """A hashable key for the storage behind ``tensor``: views of one storage share it."""
+    return StorageWeakRef(tensor.untyped_storage())
+
+
+def _cpu_sdpa_formulas() -> dict[Any, Any]:
+    """The CPU flash-attention kernel has no flop formula of its own; it costs what flash attention costs."""
+    aten = torch.ops.aten
+    mapping = {}
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if forward is not None and forward not in flop_registry:
+        mapping[forward] = flop_registry[aten._scaled_dot_product_flash_attention]
+    if backward is not None and backward not in flop_registry:
+        mapping[backward] = flop_registry[aten._scaled_dot_product_flash_attention_backward]
+    return mapping
+
+
+class FlopCounter(TorchDispatchMode):
+    """Counts FLOPs with the formulas of ``torch.utils.flop_counter`` (matmuls, convolutions, attention).
+
+    The same numbers as ``FlopCounterMode`` (a test checks it on every zoo model),
+    without its per-module bookkeeping and without decomposing the ops it has no
+    formula for, which on meta tensors costs more than the ops themselves.
+    ``total`` may also be advanced by hand, for layers whose kernels were skipped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self._formulas = {**flop_registry, **_cpu_sdpa_formulas()}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self._formulas.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def flop_counter() -> FlopCounter:
+    return FlopCounter()
+
+
+def reference_flop_counter() -> FlopCounterMode:
+    """torch's own ``FlopCounterMode`` (slower), to check ``FlopCounter`` against."""
+    return FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formulas())
+
+
+# ---------------------------------------------------------------- memory tracking
+
+if _MemTracker is not None:
+    from torch.distributed._tools.mem_tracker import _MemRefType
+
+    class PhaseMemTracker(_MemTracker):
+        """``MemTracker`` that also notes, at each new peak, the phase and the saved-activation bytes live.
+
+        ``phase`` is set by the caller (forward, backward, optimizer). ``saved_live``
+        is a callable returning the bytes of saved-for-backward storages alive now.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.phase = "setup"
+            self.saved_live = lambda: 0
+            self.peak_phase = "setup"
+            self.peak_saved = 0
+            self.peak_total = 0
+
+        def _update_peak_stats(self, peak_state: Any) -> None:
+            before = dict(self._peak_mem)
+            super()._update_peak_stats(peak_state)
+            for device, value in self._peak_mem.items():
+                if value != before.get(device) and value >= self.peak_total:
+                    self.peak_total = value
+                    self.peak_phase = self.phase
+                    self.peak_saved = self.saved_live()
+
+        def peak_by_category(self) -> dict[str, int]:
+            """Bytes per category at the peak, summed over devices: parameter, buffer, gradient,
+            activation, temp, optimizer, other (inputs)."""
+            result = {ref.name.lower(): 0 for ref in _MemRefType}
+            for snapshot in self.get_tracker_snapshot("peak").values():
+                for key, value in snapshot.items():
+                    if isinstance(key, _MemRefType):
+                        result[key.name.lower()] += value
+            return result
+
+        def peak_bytes(self) -> int:
+            return sum(s.get("Total", 0) for s in self.get_tracker_snapshot("peak").values())
+
+        def current_bytes(self) -> int:
+            return sum(s.get("Total", 0) for s in self.get_tracker_snapshot("current").values())
+
+        def set_phase(self, phase: str) -> None:
+            self.phase = phase
+            # A phase change can itself start at the peak (e.g. the optimizer step with nothing freed yet).
+            if self.current_bytes() > self.peak_total:
+                self.peak_total = self.current_bytes()
+                self.peak_phase = phase
+                self.peak_saved = self.saved_live()
+
+else:  # pragma: no cover
+    PhaseMemTracker = None  # type: ignore[assignment,misc]
+
+
+class SavedTensorLedger:
+    """Counts the storages autograd saves for backward, once each, and which layer saved them.
+
+    Parameters and inputs are left out by storage (they often arrive as views).
+    ``live_bytes`` follows frees, so a tracker can ask how much is held at any moment.
+    """
+
+    def __init__(self, excluded: list[torch.Tensor]) -> None:
+        self._excluded = {storage_key(t) for t in excluded}
+        self._seen: dict[StorageWeakRef, tuple[str, int]] = {}
+        self.live_bytes = 0
+        self.total_bytes = 0
+        self.by_owner: dict[str, int] = {}
+        self.owner = ""  # set by the caller: the layer running now
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.layout != torch.strided or tensor.device.type == "meta":
+            return tensor
+        storage = tensor.untyped_storage()
+        key = StorageWeakRef(storage)
+        if key in self._excluded or key in self._seen:
+            return tensor
+        size = storage.nbytes()
+        self._seen[key] = (self.owner, size)
+        self.total_bytes += size
+        self.by_owner[self.owner] = self.by_owner.get(self.owner, 0) + size
+        self.live_bytes += size
+        weakref.finalize(storage, self._freed, size)
+        return tensor
+
+    def _freed(self, size: int) -> None:
+        self.live_bytes -= size
+
+    @staticmethod
+    def unpack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    @contextmanager
+    def recording(self) -> Iterator[SavedTensorLedger]:
+        with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
+            yield self
+
+
+# ---------------------------------------------------------------- profiler events
+
+
+def kineto_memory_events(prof: torch.profiler.profile) -> list[tuple[int, int, str]]:
+    """Every allocation (+bytes) and free (-bytes) the profiler saw: (time_ns, bytes, device_type)."""
+    events = []
+    for event in prof.profiler.kineto_results.events():
+        if event.name() == "[memory]":
+            events.append((event.start_ns(), event.nbytes(), str(event.device_type()).split(".")[-1].lower()))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def kineto_range(prof: torch.profiler.profile, name: str) -> tuple[int, int]:
+    """Start and end (ns) of the ``record_function`` range called ``name``."""
+    for event in prof.profiler.kineto_results.events():
+        if event.name() == name:
+            return event.start_ns(), event.end_ns()
+    raise LookupError(f"no profiler range named {name!r}")

@@ -1,0 +1,42 @@
+"""CSV of a report's layer rows, for spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from ..engine.report import SummaryReport
+
+SUMMARY_COLUMNS = [
+    "path",
+    "type",
+    "depth",
+    "calls",
+    "input_shape",
+    "output_shape",
+    "params",
+    "params_inclusive",
+    "trainable_params",
+    "buffers",
+    "macs",
+    "flops",
+    "macs_inclusive",
+    "flops_inclusive",
+    "output_bytes",
+]
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return "" if value is None else value
+
+
+def summary_csv(report: SummaryReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for row in report.layers:
+        data = row.model_dump()
+        writer.writerow([_cell(data[c]) for c in SUMMARY_COLUMNS])
+    return buffer.getvalue()

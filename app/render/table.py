@@ -1,0 +1,85 @@
+"""Plain-text tables for the CLI: a tree column, aligned numbers, thousands separators."""
+
+from __future__ import annotations
+
+from ..engine.report import LayerRow, SummaryReport
+from .units import format_bytes, format_count, format_flops, format_shape
+
+
+def _tree_prefixes(rows: list[LayerRow]) -> list[str]:
+    """'├─ ', '│  └─ ' ... from each row's position among its siblings."""
+    last_child: dict[str | None, str] = {}
+    for row in rows:
+        last_child[row.parent] = row.path
+    prefixes = []
+    open_levels: list[bool] = []  # per depth: does the ancestor at that depth have siblings after it?
+    for row in rows:
+        if row.depth == 0:
+            prefixes.append("")
+            open_levels = []
+            continue
+        is_last = last_child.get(row.parent) == row.path
+        del open_levels[row.depth - 1 :]
+        stem = "".join("│  " if more else "   " for more in open_levels)
+        prefixes.append(stem + ("└─ " if is_last else "├─ "))
+        open_levels.append(not is_last)
+    return prefixes
+
+
+def _render(headers: list[str], body: list[list[str]], right: set[int]) -> str:
+    widths = [max([len(headers[i]), *(len(r[i]) for r in body)]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "  ".join(cells).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([line(headers), rule, *(line(r) for r in body)])
+
+
+def summary_table(report: SummaryReport, max_depth: int | None = None) -> str:
+    """The layer tree with shapes, parameters, FLOPs and output sizes, then the totals."""
+    total = report.totals.params or 1
+    rows = [r for r in report.layers if max_depth is None or r.depth <= max_depth]
+    prefixes = _tree_prefixes(rows)
+    body = []
+    for row, prefix in zip(rows, prefixes, strict=True):
+        label = f"{prefix}{row.name} ({row.type})" if row.depth else f"{row.type}"
+        params = row.params_inclusive
+        body.append(
+            [
+                label,
+                format_shape(row.output_shape) if row.calls else "(unused)",
+                format_count(params) if params else "-",
+                f"{100 * params / total:.1f}%" if params else "",
+                format_count(row.macs_inclusive) if row.macs_inclusive else "-",
+                format_bytes(row.output_bytes) if row.output_bytes else "-",
+            ]
+        )
+    table = _render(["Layer", "Output shape", "Params", "% params", "MACs", "Output"], body, {2, 3, 4, 5})
+    t = report.totals
+    shapes = ", ".join(format_shape(s) for s in report.input_shapes)
+    lines = [
+        f"{report.architecture or report.model_class}: input {shapes} ({report.dtype}, batch {report.batch_size})",
+        "",
+        table,
+        "",
+        f"Total params:          {format_count(t.params)}",
+        f"  trainable:           {format_count(t.trainable_params)}",
+        f"  non-trainable:       {format_count(t.non_trainable_params)}",
+        f"MACs (forward):        {format_count(t.macs)}  ({format_flops(t.flops)}, FLOPs = 2 x MACs)",
+        f"Parameter memory:      {format_bytes(t.param_bytes)}",
+        f"Input size:            {format_bytes(t.input_bytes)}",
+        f"Layer outputs (sum):   {format_bytes(t.activation_bytes)}",
+        f"Output shape:          {format_shape(t.output_shape)}",
+    ]
+    return "\n".join(lines)
+
+
+def key_value_table(pairs: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def simple_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    return _render(headers, rows, right or set())

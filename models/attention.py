@@ -1,0 +1,80 @@
+"""Multi-head attention, shared by the Transformer, GPT and ViT families.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V,   d_k = d_model / heads
+
+Each head attends with its own slice of the projected queries, keys and values;
+the heads' outputs are concatenated and mixed by an output projection.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+AttentionImpl = Literal["sdpa", "math"]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention (``context=None``) or cross-attention over ``heads`` heads.
+
+    ``impl="sdpa"`` calls PyTorch's fused ``scaled_dot_product_attention`` (which
+    never keeps the T x T weights for backward); ``impl="math"`` writes the
+    formula out and keeps them. Setting ``record_weights`` makes either path
+    store the softmax weights in ``last_weights`` (B, heads, T_q, T_k).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        impl: AttentionImpl = "sdpa",
+    ) -> None:
+        super().__init__()
+        if d_model % heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        self.d_model = d_model
+        self.heads = heads
+        self.d_k = d_model // heads
+        self.dropout = dropout
+        self.impl = impl
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)  # W_Q
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)  # W_K
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)  # W_V
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
+        self.record_weights = False
+        self.last_weights: torch.Tensor | None = None
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape  # (B, T, C)
+        return x.view(batch, length, self.heads, self.d_k).transpose(1, 2)  # (B, H, T, d_k)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+        batch, t_q, channels = x.shape  # (B, T_q, C)
+        source = x if context is None else context  # (B, T_k, C)
+        q = self._split_heads(self.q_proj(x))  # (B, H, T_q, d_k)
+        k = self._split_heads(self.k_proj(source))  # (B, H, T_k, d_k)
+        v = self._split_heads(self.v_proj(source))  # (B, H, T_k, d_k)
+        dropout_p = self.dropout if self.training else 0.0
+
+        if self.impl == "math" or self.record_weights:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_k)  # (B, H, T_q, T_k)
+            if causal:
+                t_k = scores.shape[-1]
+                future = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).triu(1)
+                scores = scores.masked_fill(future, float("-inf"))
+            weights = scores.softmax(dim=-1)  # each row sums to 1
+            if self.record_weights:
+                self.last_weights = weights.detach()
+            weights = F.dropout(weights, p=dropout_p, training=self.training)
+            y = weights @ v  # (B, H, T_q, d_k)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+
+        y = y.transpose(1, 2).reshape(batch, t_q, channels)  # concat heads: (B, T_q, C)
+        return self.out_proj(y)  # (B, T_q, C)

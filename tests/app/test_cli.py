@@ -1,0 +1,70 @@
+"""The layerscope command: tables, JSON, and exit status 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.cli import main, parse_assignments, parse_size
+
+
+def test_summary_table_has_tree_and_separators(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "alexnet", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "62,378,344" in out
+    assert "├─ conv1 (Conv2d)" in out and "└─ fc3 (Linear)" in out
+    assert "2 x 96 x 55 x 55" in out
+
+
+def test_summary_json_matches_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "resnet", "--set", "depth=50", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["params"] == 25_557_032
+    assert data["config"]["depth"] == 50
+
+
+def test_summary_csv(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "lenet5", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("path,type,depth")
+    assert any(line.startswith("c1,Conv2d,1,1,1x1x32x32,1x6x28x28,156") for line in lines)
+
+
+def test_preset_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "gpt", "--preset", "nano", "--input-size", "64", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["input_shapes"] == [[1, 64]]
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet" in out and "138,357,544" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["summary", "alexnett"],
+        ["summary", "resnet", "--set", "depth=7"],
+        ["summary", "alexnet", "--input-size", "3,20,20"],
+        ["summary", "alexnet", "--input-size", "three"],
+        ["summary", "alexnet", "--set", "novalue"],
+        ["summary", "alexnet", "--batch", "0"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerscope: error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_parsers() -> None:
+    assert parse_assignments(["depth=50", "hidden=[1,2]", "bias=false", "variant=modern"]) == {
+        "depth": 50,
+        "hidden": [1, 2],
+        "bias": False,
+        "variant": "modern",
+    }
+    assert parse_size("3x224x224") == (3, 224, 224)
