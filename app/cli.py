@@ -3,6 +3,7 @@
     layerscope list
     layerscope summary alexnet --batch 2
     layerscope summary resnet --set depth=50 --input-size 3,224,224 --json
+    layerscope memory gpt --preset gpt2 --batch 8 --optimizer adamw --precision amp-bf16
     layerscope serve --port 8000
 
 Bad input exits with status 2 and a one-line message on stderr.
@@ -14,14 +15,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import models
 
-from .engine import EngineError, summarize
+from .engine import EngineError, estimate_memory, summarize
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
-from .render.csv import summary_csv
-from .render.table import simple_table, summary_table
+from .render.csv import memory_csv, summary_csv
+from .render.table import memory_table, simple_table, summary_table
 from .render.units import format_count
 
 USER_ERRORS = (EngineError, ConfigError, UnknownArchitectureError, UnknownPresetError)
@@ -29,6 +30,13 @@ USER_ERRORS = (EngineError, ConfigError, UnknownArchitectureError, UnknownPreset
 
 class UsageError(Exception):
     """A command-line value that cannot be parsed."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"layerscope: error: {message} (see: {self.prog} --help)\n")
 
 
 def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
@@ -105,6 +113,28 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_memory(args: argparse.Namespace) -> int:
+    report = estimate_memory(
+        args.architecture,
+        _config(args),
+        parse_size(args.input_size),
+        batch_size=args.batch,
+        dtype=args.dtype if args.dtype != "float32" else None,
+        mode=args.mode,
+        optimizer=args.optimizer,
+        precision=args.precision,
+        measure=args.measure,
+        device=args.device,
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif args.csv:
+        sys.stdout.write(memory_csv(report))
+    else:
+        print(memory_table(report))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -113,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="layerscope", description="Explore neural-network architectures.")
+    parser = OneLineParser(prog="layerscope", description="Explore neural-network architectures.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="the architectures and their presets")
@@ -127,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true", help="the layer rows as CSV")
     summary.add_argument("--depth", type=int, help="show the tree down to this depth")
     summary.set_defaults(run=cmd_summary)
+
+    memory = commands.add_parser("memory", help="peak memory of a training step or an inference pass")
+    _selection_args(memory)
+    memory.add_argument("--mode", choices=["train", "inference"], default="train")
+    memory.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "sgd-momentum"], default="adam")
+    memory.add_argument("--precision", choices=["fp32", "fp16", "bf16", "amp-bf16", "amp-fp16"], default="fp32")
+    memory.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
+    memory.add_argument("--measure", action="store_true", help="also run the step for real and compare")
+    out = memory.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="the full report as JSON")
+    out.add_argument("--csv", action="store_true", help="the per-layer rows as CSV")
+    memory.set_defaults(run=cmd_memory)
 
     serve = commands.add_parser("serve", help="start the web app")
     serve.add_argument("--host", default="127.0.0.1")

@@ -16,6 +16,8 @@ from .errors import (
     UnknownArchitectureError,
     UnknownPresetError,
 )
+from .memory import estimate_memory
+from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .report import LayerRow, SummaryReport, Totals
 from .summary import summarize
 
@@ -23,13 +25,18 @@ __all__ = [
     "ConfigError",
     "EngineError",
     "InputError",
+    "LayerMemory",
     "LayerRow",
+    "MemoryBreakdown",
     "MemoryBudgetError",
+    "MemoryReport",
     "NeedsRealRunError",
     "ShapeMismatchError",
     "SummaryReport",
+    "TextbookFormula",
     "Totals",
     "UnknownArchitectureError",
     "UnknownPresetError",
+    "estimate_memory",
     "summarize",
 ]

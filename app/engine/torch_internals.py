@@ -9,8 +9,9 @@ Kineto events.
 
 from __future__ import annotations
 
+import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "DATA_DEPENDENT_ERRORS",
     "FakeTensorMode",
     "FlopCounter",
+    "OpObserver",
     "PhaseMemTracker",
     "StorageWeakRef",
     "flop_counter",
@@ -98,7 +100,7 @@ class FlopCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
-        self._formulas = {**flop_registry, **_cpu_sdpa_formulas()}
+        self._formulas = {**flop_registry, **_cpu_sdpa_formulas(), **_composite_formulas()}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -107,6 +109,59 @@ class FlopCounter(TorchDispatchMode):
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out
+
+
+class OpObserver(TorchDispatchMode):
+    """Calls ``callback(func, args, kwargs, output)`` after every aten op."""
+
+    def __init__(self, callback: Callable[[Any, tuple, dict, Any], None]) -> None:
+        super().__init__()
+        self.callback = callback
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.callback(func, args, kwargs, out)
+        return out
+
+
+def _matmul_flops(a: Any, b: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """2 x multiply-adds of torch.matmul, with its broadcasting and 1-D rules."""
+    a_shape, b_shape = list(a.shape), list(b.shape)
+    if len(a_shape) == 1:
+        a_shape = [1, *a_shape]
+    if len(b_shape) == 1:
+        b_shape = [*b_shape, 1]
+    n, k, m = a_shape[-2], a_shape[-1], b_shape[-1]
+    batch = torch.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2]))
+    return 2 * math.prod(batch) * n * k * m
+
+
+def _linear_flops(x: Any, weight: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    return 2 * math.prod(x.shape[:-1]) * weight.shape[0] * weight.shape[1]
+
+
+def _conv_flops(x: Any, weight: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    # out = batch * C_out * prod(out spatial); each needs C_in/groups * prod(kernel) multiply-adds
+    return 2 * out_val.numel() * weight.shape[1] * math.prod(weight.shape[2:])
+
+
+def _sdpa_flops(q: Any, k: Any, v: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    batch = math.prod(q.shape[:-2])
+    return 2 * batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+
+
+def _composite_formulas() -> dict[Any, Any]:
+    """Ops that reach a dispatch mode undecomposed under inference_mode with fake tensors."""
+    aten = torch.ops.aten
+    return {
+        aten.linear: _linear_flops,
+        aten.matmul: _matmul_flops,
+        aten.conv1d: _conv_flops,
+        aten.conv2d: _conv_flops,
+        aten.conv3d: _conv_flops,
+        aten.scaled_dot_product_attention: _sdpa_flops,
+    }
 
 
 def flop_counter() -> FlopCounter:
@@ -121,7 +176,7 @@ def reference_flop_counter() -> FlopCounterMode:
 # ---------------------------------------------------------------- memory tracking
 
 if _MemTracker is not None:
-    from torch.distributed._tools.mem_tracker import _MemRefType
+    from torch.distributed._tools.mem_tracker import _TOTAL_KEY, _MemRefType
 
     class PhaseMemTracker(_MemTracker):
         """``MemTracker`` that also notes, at each new peak, the phase and the saved-activation bytes live.
@@ -139,22 +194,26 @@ if _MemTracker is not None:
             self.peak_total = 0
 
         def _update_peak_stats(self, peak_state: Any) -> None:
-            before = dict(self._peak_mem)
-            super()._update_peak_stats(peak_state)
-            for device, value in self._peak_mem.items():
-                if value != before.get(device) and value >= self.peak_total:
-                    self.peak_total = value
-                    self.peak_phase = self.phase
-                    self.peak_saved = self.saved_live()
+            # Only the whole-model peak is needed: skip MemTracker's per-module peaks, which walk
+            # every module after every op (most of its cost on a large model).
+            for device, snapshot in self._curr_mem_snap.items():
+                total = snapshot[_TOTAL_KEY]
+                if self._peak_mem.get(device, 0) < total:
+                    self._peak_mem[device] = total
+                    self._peak_mem_snap[device] = dict(snapshot)
+                    if total >= self.peak_total:
+                        self.peak_total = total
+                        self.peak_phase = self.phase
+                        self.peak_saved = self.saved_live()
 
         def peak_by_category(self) -> dict[str, int]:
             """Bytes per category at the peak, summed over devices: parameter, buffer, gradient,
             activation, temp, optimizer, other (inputs)."""
-            result = {ref.name.lower(): 0 for ref in _MemRefType}
+            result = {ref.value.lower(): 0 for ref in _MemRefType}
             for snapshot in self.get_tracker_snapshot("peak").values():
                 for key, value in snapshot.items():
                     if isinstance(key, _MemRefType):
-                        result[key.name.lower()] += value
+                        result[key.value.lower()] += value
             return result
 
         def peak_bytes(self) -> int:
@@ -162,6 +221,24 @@ if _MemTracker is not None:
 
         def current_bytes(self) -> int:
             return sum(s.get("Total", 0) for s in self.get_tracker_snapshot("current").values())
+
+        def note_transient(self, extra: int) -> None:
+            """Bytes live for a moment inside the op that just ran, beyond what it returned (kernel workspaces)."""
+            if extra <= 0:
+                return
+            current = self.get_tracker_snapshot("current")
+            total = sum(s.get("Total", 0) for s in current.values())
+            if total + extra <= self.peak_bytes():
+                return
+            device = next(iter(current), torch.device("cpu"))
+            snapshot = {key: value for key, value in current.get(device, {}).items()}
+            snapshot[_MemRefType.TEMP] = snapshot.get(_MemRefType.TEMP, 0) + extra
+            snapshot["Total"] = snapshot.get("Total", 0) + extra
+            self._peak_mem_snap = {**{d: dict(s) for d, s in current.items()}, device: snapshot}
+            self._peak_mem = {d: s.get("Total", 0) for d, s in self._peak_mem_snap.items()}
+            self.peak_total = total + extra
+            self.peak_phase = self.phase
+            self.peak_saved = self.saved_live()
 
         def set_phase(self, phase: str) -> None:
             self.phase = phase
@@ -188,7 +265,7 @@ class SavedTensorLedger:
         self.live_bytes = 0
         self.total_bytes = 0
         self.by_owner: dict[str, int] = {}
-        self.owner = ""  # set by the caller: the layer running now
+        self.owner_of: Callable[[], str] = lambda: ""  # set by the caller: the layer running now
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         if tensor.layout != torch.strided or tensor.device.type == "meta":
@@ -198,9 +275,10 @@ class SavedTensorLedger:
         if key in self._excluded or key in self._seen:
             return tensor
         size = storage.nbytes()
-        self._seen[key] = (self.owner, size)
+        owner = self.owner_of()
+        self._seen[key] = (owner, size)
         self.total_bytes += size
-        self.by_owner[self.owner] = self.by_owner.get(self.owner, 0) + size
+        self.by_owner[owner] = self.by_owner.get(owner, 0) + size
         self.live_bytes += size
         weakref.finalize(storage, self._freed, size)
         return tensor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from ..engine.memory_report import MemoryReport
 from ..engine.report import SummaryReport
 
 SUMMARY_COLUMNS = [
@@ -39,4 +40,13 @@ def summary_csv(report: SummaryReport) -> str:
     for row in report.layers:
         data = row.model_dump()
         writer.writerow([_cell(data[c]) for c in SUMMARY_COLUMNS])
+    return buffer.getvalue()
+
+
+def memory_csv(report: MemoryReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "type", "saved_bytes", "output_bytes"])
+    for row in report.layers:
+        writer.writerow([row.path, row.type, row.saved_bytes, row.output_bytes])
     return buffer.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine.memory_report import MemoryReport
 from ..engine.report import LayerRow, SummaryReport
 from .units import format_bytes, format_count, format_flops, format_shape
 
@@ -83,3 +84,39 @@ def key_value_table(pairs: list[tuple[str, str]]) -> str:
 
 def simple_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     return _render(headers, rows, right or set())
+
+
+PHASES = {"forward": "in the forward pass", "backward": "in the backward pass", "optimizer": "in the optimizer step"}
+
+
+def memory_table(report: MemoryReport, top: int = 8) -> str:
+    """The peak, its parts, the textbook formula beside it, and the layers that save the most."""
+    what = f"train with {report.optimizer}" if report.mode == "train" else "inference"
+    shapes = ", ".join(format_shape(s) for s in report.input_shapes)
+    parts = report.breakdown.model_dump()
+    peak = report.peak_bytes or 1
+    lines = [
+        f"{report.architecture or report.model_class}: input {shapes}, {what}, {report.precision} on {report.device}",
+        "",
+        f"Peak memory:  {format_bytes(report.peak_bytes)}  ({PHASES[report.phase]})",
+    ]
+    for name, value in parts.items():
+        lines.append(f"  {name.replace('_', ' '):<17} {format_bytes(value):>12}  {100 * value / peak:5.1f}%")
+    lines += [
+        f"Held between steps:        {format_bytes(report.persistent_bytes)}",
+        f"Saved for backward (all):  {format_bytes(report.saved_activation_bytes)}",
+        f"FLOPs in the step:         {format_flops(report.step_flops)}",
+    ]
+    if report.measured_peak_bytes is not None:
+        lines.append(
+            f"Measured peak:             {format_bytes(report.measured_peak_bytes)}  "
+            f"(error {report.error_percent:+.2f}%, {report.measure_method})"
+        )
+    lines += ["", f"Textbook estimate ({report.formula.expression}):"]
+    lines += [f"  {line}" for line in report.formula.lines]
+    savers = sorted((r for r in report.layers if r.saved_bytes), key=lambda r: -r.saved_bytes)[:top]
+    if savers:
+        lines += ["", "Layers that save the most for backward:"]
+        body = [[r.path or "(model)", r.type, format_bytes(r.saved_bytes)] for r in savers]
+        lines.append(_render(["Layer", "Type", "Saved"], body, {2}))
+    return "\n".join(lines)

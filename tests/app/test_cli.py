@@ -52,10 +52,18 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         ["summary", "alexnet", "--input-size", "three"],
         ["summary", "alexnet", "--set", "novalue"],
         ["summary", "alexnet", "--batch", "0"],
+        ["summary", "alexnet", "--batch", "two"],
+        ["memory", "alexnet", "--optimizer", "lamb"],
+        ["memory", "mlp", "--precision", "bf16", "--dtype", "float16"],
+        ["frobnicate"],
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    assert status == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("layerscope: error:") and "\n" not in err and "Traceback" not in err
 
@@ -68,3 +76,15 @@ def test_parsers() -> None:
         "variant": "modern",
     }
     assert parse_size("3x224x224") == (3, 224, 224)
+
+
+def test_memory_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["memory", "mlp", "--batch", "4", "--optimizer", "sgd"]) == 0
+    out = capsys.readouterr().out
+    assert "Peak memory:" in out and "M + B*m*layers" in out and "gradients" in out
+
+
+def test_memory_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["memory", "lenet5", "--mode", "inference", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["mode"] == "inference" and data["peak_bytes"] > 0

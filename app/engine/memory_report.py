@@ -1,0 +1,80 @@
+"""Typed memory report: the exact peak, what it is made of, and the textbook estimate beside it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Mode = Literal["train", "inference"]
+OptimizerName = Literal["adam", "adamw", "sgd", "sgd-momentum"]
+PrecisionName = Literal["fp32", "fp16", "bf16", "amp-bf16", "amp-fp16"]
+Phase = Literal["forward", "backward", "optimizer"]
+
+
+class MemoryBreakdown(BaseModel):
+    """What the allocator holds at the peak, by kind; the parts add up to ``peak_bytes``."""
+
+    weights: int = Field(description="Parameters.")
+    buffers: int = Field(description="Buffers (BatchNorm running statistics, fixed tables).")
+    gradients: int = Field(description="Parameter gradients live at the peak.")
+    optimizer_state: int = Field(description="Optimizer state kept between steps (Adam: two moments per parameter).")
+    activations: int = Field(description="Tensors saved for backward that are still alive at the peak.")
+    inputs: int = Field(description="The input batch and its labels.")
+    transient: int = Field(
+        description="Everything else live at the peak: outputs not saved for backward, activation gradients, "
+        "the optimizer's scratch tensors."
+    )
+
+
+class LayerMemory(BaseModel):
+    """Memory one module is responsible for in the step."""
+
+    path: str = Field(description="Module path ('' for the whole model, '(loss)' for the loss).")
+    type: str
+    saved_bytes: int = Field(description="Bytes this module's own ops saved for backward (each storage once).")
+    output_bytes: int = Field(description="Bytes of the module's outputs.")
+
+
+class TextbookFormula(BaseModel):
+    """The course's estimate: M + B*m*layers for the forward pass; training adds gradients and optimizer state."""
+
+    expression: str
+    params_bytes: int = Field(description="M: bytes of the parameters.")
+    batch_size: int = Field(description="B.")
+    per_sample_layer_bytes: float = Field(description="m: mean bytes of one sample's output, over the layers.")
+    layers: int = Field(description="Number of leaf layers.")
+    forward_bytes: int = Field(description="M + B*m*layers.")
+    training_bytes: int = Field(description="Forward + gradients (M) + optimizer state (Adam 2M, momentum M, SGD 0).")
+    estimate_bytes: int = Field(description="The textbook figure for the chosen mode.")
+    exact_bytes: int = Field(description="Layerscope's exact peak for the same mode.")
+    lines: list[str] = Field(description="The arithmetic with the numbers filled in, and why the figures differ.")
+
+
+class MemoryReport(BaseModel):
+    """Peak memory of one steady-state training step or one inference forward."""
+
+    kind: Literal["memory"] = "memory"
+    architecture: str | None
+    config: dict[str, Any] | None
+    model_class: str
+    input_shapes: list[list[int]]
+    batch_size: int
+    dtype: str = Field(description="Dtype of the parameters.")
+    mode: Mode
+    optimizer: OptimizerName | None = Field(description="Null for inference.")
+    precision: PrecisionName
+    device: str = Field(description="Device the step is estimated (and measured) for.")
+    peak_bytes: int = Field(description="Most bytes the allocator holds at once during the step.")
+    phase: Phase = Field(description="Where the peak happens.")
+    breakdown: MemoryBreakdown
+    persistent_bytes: int = Field(description="Held between steps: weights, buffers, gradients, optimizer state.")
+    saved_activation_bytes: int = Field(description="Everything autograd saves for backward in the forward pass.")
+    step_flops: int = Field(description="FLOPs of the whole step (forward, and backward when training).")
+    layers: list[LayerMemory]
+    formula: TextbookFormula
+    measured_peak_bytes: int | None = Field(None, description="Peak measured on a real run, when asked for.")
+    measured_saved_activation_bytes: int | None = Field(None, description="Saved bytes counted on the real run.")
+    error_percent: float | None = Field(None, description="(estimate - measured) / measured x 100.")
+    measure_method: str | None = Field(None, description="How the real peak was read.")
+    notes: list[str] = Field(default_factory=list)

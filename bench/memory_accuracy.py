@@ -1,0 +1,120 @@
+"""Layerscope's memory estimate against the peak PyTorch really allocates, and torchinfo's guess.
+
+For each configuration: the allocation-free estimate, the peak measured on a real
+step on this machine's device (CPU: the profiler's allocation events; GPU:
+torch.cuda.max_memory_allocated), the error, the saved-for-backward bytes both
+ways, and torchinfo's "Estimated Total Size" with its error.
+
+    .venv/bin/python bench/memory_accuracy.py [--only NAME] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import models
+from app.engine.memory import estimate_memory
+from bench._common import machine, markdown_table
+
+# (label, architecture, config, input size or None, batch, mode, optimizer, precision)
+CONFIGS: list[tuple[str, str, dict | None, tuple | None, int, str, str, str]] = [
+    ("MLP (quiz)", "mlp", None, None, 64, "train", "sgd", "fp32"),
+    ("MLP (mnist)", "mlp", {"preset": "mnist"}, None, 1, "inference", "sgd", "fp32"),
+    ("LeNet-5 classic", "lenet5", None, None, 64, "train", "sgd-momentum", "fp32"),
+    ("LeNet-5 modern", "lenet5", {"variant": "modern"}, None, 32, "inference", "sgd", "fp32"),
+    ("AlexNet (original)", "alexnet", None, None, 8, "train", "adam", "fp32"),
+    ("AlexNet (torchvision)", "alexnet", {"variant": "torchvision"}, None, 16, "inference", "sgd", "bf16"),
+    ("VGG-11", "vgg", {"depth": 11}, None, 2, "train", "sgd-momentum", "fp32"),
+    ("ResNet-18", "resnet", None, None, 16, "train", "adamw", "fp32"),
+    ("ResNet-50", "resnet", {"depth": 50}, None, 4, "train", "adam", "bf16"),
+    ("ResNet-50", "resnet", {"depth": 50}, None, 64, "inference", "sgd", "fp32"),
+    ("Transformer (base)", "transformer", None, (64, 64), 8, "train", "adam", "fp32"),
+    ("GPT-2 small", "gpt", None, (256,), 4, "train", "adamw", "bf16"),
+    ("GPT (nano)", "gpt", {"preset": "nano"}, (256,), 64, "train", "adam", "fp32"),
+    ("ViT-B/16", "vit", None, None, 2, "train", "sgd", "fp32"),
+    ("ViT-B/16", "vit", None, None, 16, "inference", "sgd", "bf16"),
+]
+
+
+def torchinfo_estimate(name: str, config: dict | None, input_size: tuple | None, batch: int, precision: str) -> int:
+    """torchinfo's "Estimated Total Size": input + parameters + 2 x the outputs of layers with parameters."""
+    import torchinfo
+
+    arch = models.get_architecture(name)
+    parsed = arch.parse_config(config)
+    size = input_size or arch.default_input(parsed)
+    model = models.build_model(name, config)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    model = model.to(dtype)
+    kind = arch.kind(parsed)
+    if kind.value == "seq2seq":
+        data = [torch.zeros(batch, size[0], dtype=torch.long), torch.zeros(batch, size[1], dtype=torch.long)]
+    elif kind.value == "tokens":
+        data = [torch.zeros(batch, *size, dtype=torch.long)]
+    else:
+        data = [torch.zeros(batch, *size, dtype=dtype)]
+    stats = torchinfo.summary(model, input_data=data, verbose=0, device="cpu")
+    return int(stats.total_input + stats.total_output_bytes + stats.total_param_bytes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", help="run the rows whose label contains this text")
+    args = parser.parse_args()
+    rows = []
+    worst = {"train": 0.0, "inference": 0.0}
+    for label, name, config, size, batch, mode, optimizer, precision in CONFIGS:
+        if args.only and args.only.lower() not in label.lower():
+            continue
+        start = time.perf_counter()
+        report = estimate_memory(
+            name, config, size, batch_size=batch, mode=mode, optimizer=optimizer, precision=precision, measure=True
+        )
+        guess = torchinfo_estimate(name, config, size, batch, precision)
+        measured = report.measured_peak_bytes or 0
+        error = report.error_percent or 0.0
+        worst[mode] = max(worst[mode], abs(error))
+        saved_match = "exact" if report.saved_activation_bytes == report.measured_saved_activation_bytes else "DIFF"
+        rows.append(
+            [
+                label,
+                str(batch),
+                mode,
+                optimizer if mode == "train" else "-",
+                precision,
+                f"{report.peak_bytes / 2**20:,.1f}",
+                f"{measured / 2**20:,.1f}",
+                f"{error:+.2f}%",
+                saved_match if mode == "train" else "-",
+                f"{guess / 2**20:,.1f}",
+                f"{(guess - measured) / measured * 100:+.0f}%",
+            ]
+        )
+        print(f"  {label} ({mode}, batch {batch}): {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    headers = [
+        "Model",
+        "Batch",
+        "Mode",
+        "Optimizer",
+        "Precision",
+        "Estimate MiB",
+        "Measured MiB",
+        "Error",
+        "Saved acts",
+        "torchinfo MiB",
+        "torchinfo error",
+    ]
+    print(f"Machine: {machine()}\n")
+    print(markdown_table(headers, rows))
+    print(f"\nWorst |error|: training {worst['train']:.2f}%, inference {worst['inference']:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
