@@ -1,15 +1,35 @@
-"""The ASGI app: ``uvicorn app.main:app``."""
+"""The ASGI app: ``uvicorn app.main:app``. ``create_app`` builds one from settings (tests make their own)."""
 
 from __future__ import annotations
 
-import torch
 from fastapi import FastAPI
 
 from . import __version__
+from .api import api_router
+from .api.errors import install_error_handlers
+from .api.service import ReportService
+from .middleware import AccessLog, BodySizeLimit
+from .settings import Settings, get_settings
 
-app = FastAPI(title="Layerscope", version=__version__)
+DESCRIPTION = """
+Exact per-layer shapes, parameters, FLOPs and memory of neural-network architectures,
+computed on meta and fake tensors (nothing is allocated), with live feature maps and
+attention maps from real runs. Every error is a JSON body with `detail`, `field` and `layer`.
+"""
 
 
-@app.get("/api/health")
-def health() -> dict[str, str]:
-    return {"status": "ok", "torch": torch.__version__, "device": "cuda:0" if torch.cuda.is_available() else "cpu"}
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="Layerscope", version=__version__, description=DESCRIPTION)
+    app.state.service = ReportService(settings)
+    app.dependency_overrides[get_settings] = lambda: app.state.service.settings
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(
+        BodySizeLimit, limit=settings.max_request_kb * 1024, multipart_limit=settings.max_upload_mb * 2**20 + 65536
+    )
+    app.add_middleware(AccessLog, enabled=settings.access_log)
+    return app
+
+
+app = create_app()

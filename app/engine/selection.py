@@ -181,6 +181,18 @@ def select(
     return Selection(module, arch.name, dumped, kind, size, owned=True, pool_key=key)
 
 
+def check_module_count(module: nn.Module, max_modules: int | None) -> None:
+    """Refuse models too big to inspect within a request's time (a service limit, off by default)."""
+    if max_modules is None:
+        return
+    count = sum(1 for _ in module.modules())
+    if count > max_modules:
+        raise InputError(
+            f"the model has {count:,} modules, over this server's limit of {max_modules:,}; use fewer layers",
+            field="config",
+        )
+
+
 def _guess_kind(module: nn.Module) -> InputKind:
     first = next((m for m in module.modules() if not list(m.children())), None)
     return InputKind.TOKENS if isinstance(first, nn.Embedding) else InputKind.IMAGE

@@ -27,6 +27,7 @@ from .report import LayerRow, SummaryReport, Totals
 from .selection import (
     Selection,
     check_batch,
+    check_module_count,
     dtype_name,
     input_shapes,
     make_inputs,
@@ -326,6 +327,7 @@ def summarize(
     dtype: str | torch.dtype | None = None,
     *,
     input_kind: str | None = None,
+    max_modules: int | None = None,
 ) -> SummaryReport:
     """Inspect a zoo architecture by name, or any ``nn.Module``, at a given input.
 
@@ -337,6 +339,7 @@ def summarize(
     torch_dtype = parse_dtype(dtype or "float32")
     with selected(model_or_name, config, input_size, input_kind, dtype=torch_dtype) as selection:
         model = selection.module
+        check_module_count(model, max_modules)
         if not selection.owned:
             current = _module_dtype(model)
             if dtype is not None and current is not None and current != torch_dtype:

@@ -1,0 +1,11 @@
+"""The REST API: one router per resource, all included here."""
+
+from fastapi import APIRouter
+
+from .routers import architectures, compare, health, memory, summary
+
+api_router = APIRouter()
+for module in (health, architectures, summary, memory, compare):
+    api_router.include_router(module.router)
+
+__all__ = ["api_router"]

@@ -1,0 +1,55 @@
+"""JSON or CSV renderings of a cached report."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from fastapi.responses import Response
+
+from ..engine.memory_report import MemoryReport
+from ..engine.report import SummaryReport
+from ..render.csv import memory_csv, summary_csv
+from .cache import CachedReport
+from .schemas import CompareReport
+
+JSON = "application/json"
+CSV = "text/csv; charset=utf-8"
+
+
+def report_response(item: CachedReport, as_csv: bool, filename: str) -> Response:
+    if not as_csv:
+        return Response(content=item.json, media_type=JSON)
+    text = item.extras.get("csv")
+    if text is None:
+        report = item.report
+        text = summary_csv(report) if isinstance(report, SummaryReport) else memory_csv(report)  # type: ignore[arg-type]
+        item.extras["csv"] = text
+    return Response(
+        content=text, media_type=CSV, headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'}
+    )
+
+
+def compare_response(report: CompareReport, as_csv: bool) -> Response:
+    if not as_csv:
+        return Response(content=report.model_dump_json(), media_type=JSON)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["label", "params", "macs", "flops", "param_bytes", "inference_peak_bytes", "training_peak_bytes"])
+    for e in report.entries:
+        t = e.totals
+        writer.writerow(
+            [
+                e.label,
+                t["params"],
+                t["macs"],
+                t["flops"],
+                t["param_bytes"],
+                e.inference_peak_bytes,
+                e.training_peak_bytes,
+            ]
+        )
+    return Response(content=buffer.getvalue(), media_type=CSV)
+
+
+__all__ = ["CSV", "JSON", "MemoryReport", "compare_response", "report_response"]

@@ -1,0 +1,111 @@
+"""ASGI middleware: request-size limit and one structured access-log line per request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_log = logging.getLogger("layerscope.access")
+
+
+class BodySizeLimit:
+    """Answer 413 as soon as a request body passes ``limit`` bytes (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int, multipart_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.multipart_limit = multipart_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        limit = self.multipart_limit if content_type.startswith("multipart/") else self.limit
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _reject(send, limit)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _reject(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reject(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {"detail": f"request body is larger than the {limit:,} byte limit", "field": "body", "layer": None}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessLog:
+    """One JSON line per request: method, path, status, duration, client."""
+
+    def __init__(self, app: ASGIApp, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+        if enabled and not access_log.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            access_log.addHandler(handler)
+            access_log.setLevel(logging.INFO)
+            access_log.propagate = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.enabled:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            client = scope.get("client")
+            access_log.info(
+                json.dumps(
+                    {
+                        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "query": scope.get("query_string", b"").decode("latin-1") or None,
+                        "status": status["code"],
+                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                        "client": client[0] if client else None,
+                    }
+                )
+            )

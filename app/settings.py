@@ -1,0 +1,52 @@
+"""Service settings, read from environment variables (prefix ``LAYERSCOPE_``) by pydantic-settings.
+
+Tests override ``get_settings`` through FastAPI's dependency overrides; the
+README's settings table lists every field.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="LAYERSCOPE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the server binds to (0.0.0.0 in the container).")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes (the engine is CPU-bound).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Device for real runs (measured memory, feature maps, attention); auto = cuda when present."
+    )
+    memory_budget_mb: int = Field(
+        2048, ge=16, le=1_048_576, description="Real runs whose estimated peak exceeds this are refused with 413."
+    )
+    real_run_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="How long a real run waits for the device before a 503."
+    )
+    engine_threads: int = Field(
+        1, ge=1, le=64, description="Engine computations at once per worker; more queue (Python work: add workers)."
+    )
+    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest a request may compute before a 504.")
+    max_request_kb: int = Field(256, ge=1, le=65_536, description="Largest JSON request body, in KiB (413 above).")
+    max_upload_mb: int = Field(8, ge=1, le=1024, description="Largest uploaded image or weight file, in MiB.")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1_000, le=500_000_000, description="Images with more pixels are refused (decompression bombs)."
+    )
+    cache_size: int = Field(256, ge=0, le=100_000, description="Reports kept in the LRU cache (0 disables it).")
+    max_modules: int = Field(
+        6000, ge=10, le=1_000_000, description="Models with more modules than this are refused on every endpoint."
+    )
+    access_log: bool = Field(True, description="Write one JSON line per request to stdout.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+
+def test_memory_report(client) -> None:
+    body = client.post(
+        "/api/memory", json={"architecture": "mlp", "input": {"batch_size": 4}, "optimizer": "sgd"}
+    ).json()
+    assert body["peak_bytes"] == sum(body["breakdown"].values())
+    assert body["phase"] in ("forward", "backward", "optimizer")
+    assert body["formula"]["expression"].startswith("M + B*m*layers")
+    assert any(row["saved_bytes"] for row in body["layers"])
+    assert body["measured_peak_bytes"] is None
+
+
+def test_measured(client) -> None:
+    body = client.post(
+        "/api/memory",
+        json={"architecture": "lenet5", "input": {"batch_size": 8}, "mode": "inference", "measure": True},
+    ).json()
+    assert body["measured_peak_bytes"] > 0
+    assert abs(body["error_percent"]) < 5
+
+
+def test_over_budget_is_413(client, settings) -> None:
+    settings.memory_budget_mb = 16
+    response = client.post("/api/memory", json={"architecture": "alexnet", "measure": True})
+    assert response.status_code == 413
+    assert "budget" in response.json()["detail"]
+
+
+def test_estimates_are_not_limited_by_the_budget(client, settings) -> None:
+    settings.memory_budget_mb = 16
+    response = client.post("/api/memory", json={"architecture": "alexnet"})
+    assert response.status_code == 200
+
+
+def test_busy_device_is_503(client, app, settings) -> None:
+    settings.real_run_timeout_s = 0.2
+    client.get("/api/health")  # the service for these settings
+    gate = app.state.service.gate
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        with gate.held():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(5)
+    try:
+        response = client.post("/api/memory", json={"architecture": "mlp", "measure": True})
+    finally:
+        release.set()
+        thread.join()
+    assert response.status_code == 503
+    assert "busy" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"architecture": "mlp", "mode": "eval"}, "mode"),
+        ({"architecture": "mlp", "optimizer": "lion"}, "optimizer"),
+        ({"architecture": "mlp", "precision": "fp8"}, "precision"),
+        ({"architecture": "mlp", "dtype": "float16", "precision": "bf16"}, "dtype"),
+    ],
+)
+def test_bad_memory_fields(client, body: dict, field: str) -> None:
+    response = client.post("/api/memory", json=body)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+def test_memory_csv(client) -> None:
+    response = client.post("/api/memory?format=csv", json={"architecture": "lenet5"})
+    assert response.text.startswith("path,type,saved_bytes,output_bytes")
