@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from . import __version__
 from .api import api_router
@@ -10,6 +12,8 @@ from .api.errors import install_error_handlers
 from .api.service import ReportService
 from .middleware import AccessLog, BodySizeLimit
 from .settings import Settings, get_settings
+from .web.pages import ROOT
+from .web.pages import router as pages_router
 
 DESCRIPTION = """
 Exact per-layer shapes, parameters, FLOPs and memory of neural-network architectures,
@@ -25,6 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: app.state.service.settings
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(
         BodySizeLimit, limit=settings.max_request_kb * 1024, multipart_limit=settings.max_upload_mb * 2**20 + 65536
     )

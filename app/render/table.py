@@ -50,7 +50,7 @@ def summary_table(report: SummaryReport, max_depth: int | None = None) -> str:
         body.append(
             [
                 label,
-                format_shape(row.output_shape) if row.calls else "(unused)",
+                format_shape(row.output_shape) if row.calls else ("(unused)" if row.is_leaf else "-"),
                 format_count(params) if params else "-",
                 f"{100 * params / total:.1f}%" if params else "",
                 format_count(row.macs_inclusive) if row.macs_inclusive else "-",

@@ -1,0 +1,73 @@
+// Calls to the REST API; errors come back as {detail, field, layer} and are thrown as ApiError.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.detail ? body.detail : `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+let busyCount = 0;
+
+export function setBusy(on, text = "Computing…") {
+  busyCount = Math.max(0, busyCount + (on ? 1 : -1));
+  const indicator = document.getElementById("busy");
+  if (!indicator) return;
+  indicator.hidden = busyCount === 0;
+  document.getElementById("busy-text").textContent = text;
+  document.querySelector("main").setAttribute("aria-busy", busyCount > 0 ? "true" : "false");
+}
+
+async function parse(response) {
+  const type = response.headers.get("content-type") || "";
+  if (type.includes("application/json")) return response.json();
+  return response.text();
+}
+
+export async function request(method, path, body, { busyText, signal, accept } = {}) {
+  setBusy(true, busyText);
+  try {
+    const init = { method, headers: {}, signal };
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (accept) init.headers.accept = accept;
+    const response = await fetch(path, init);
+    const data = await parse(response);
+    if (!response.ok) throw new ApiError(response.status, typeof data === "object" ? data : { detail: data });
+    return data;
+  } finally {
+    setBusy(false);
+  }
+}
+
+export const get = (path, options) => request("GET", path, undefined, options);
+export const post = (path, body, options) => request("POST", path, body, options);
+
+const architectureCache = new Map();
+
+export async function architecture(name) {
+  if (!architectureCache.has(name)) architectureCache.set(name, get(`/api/architectures/${encodeURIComponent(name)}`));
+  return architectureCache.get(name);
+}
+
+export function download(filename, text, type = "text/plain") {
+  const blob = new Blob([text], { type });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+export function debounce(fn, wait = 350) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), wait);
+  };
+}

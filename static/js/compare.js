@@ -1,0 +1,162 @@
+// Compare page: two to eight selections side by side. State lives in the URL (?s=[...]).
+
+import { ApiError, architecture, debounce, download, get, post } from "./api.js";
+import { draw, palette } from "./charts.js";
+import { bytes, count, escapeHtml, flops } from "./format.js";
+
+const $ = (id) => document.getElementById(id);
+const DEFAULT = [
+  { a: "alexnet", p: "original", c: {}, b: 32 },
+  { a: "resnet", p: "resnet50", c: {}, b: 32 },
+];
+let names = [];
+let selections = [];
+let report = null;
+
+function readUrl() {
+  try {
+    const raw = new URLSearchParams(location.search).get("s");
+    selections = raw ? JSON.parse(raw) : structuredClone(DEFAULT);
+  } catch {
+    selections = structuredClone(DEFAULT);
+  }
+  selections = selections.slice(0, 8);
+  while (selections.length < 2) selections.push({ a: "mlp", p: "", c: {}, b: 1 });
+}
+
+function writeUrl() {
+  history.replaceState(null, "", `${location.pathname}?s=${encodeURIComponent(JSON.stringify(selections))}`);
+}
+
+async function rowHtml(selection, index) {
+  const info = await architecture(selection.a);
+  const archOptions = names.map((n) => `<option value="${n}" ${n === selection.a ? "selected" : ""}>${n}</option>`).join("");
+  const presetOptions = [`<option value="">defaults</option>`]
+    .concat(info.presets.map((p) => `<option value="${escapeHtml(p.name)}" ${p.name === selection.p ? "selected" : ""}>${escapeHtml(p.title)}</option>`))
+    .join("");
+  const overrides = Object.keys(selection.c || {}).length ? escapeHtml(JSON.stringify(selection.c)) : "";
+  return `<div class="selection-row" data-index="${index}">
+    <span class="index">${index + 1}</span>
+    <select aria-label="Architecture ${index + 1}" data-key="a">${archOptions}</select>
+    <select aria-label="Preset ${index + 1}" data-key="p">${presetOptions}</select>
+    <input type="text" aria-label="Config overrides ${index + 1} (JSON)" data-key="c" placeholder='config overrides, e.g. {"num_classes": 10}' value="${overrides}">
+    <input type="number" aria-label="Batch size ${index + 1}" data-key="b" min="1" max="65536" value="${selection.b}">
+    <button type="button" class="icon-small" data-remove="${index}" aria-label="Remove selection ${index + 1}" ${selections.length <= 2 ? "disabled" : ""}>✕</button>
+  </div>`;
+}
+
+async function renderRows() {
+  const rows = await Promise.all(selections.map((s, i) => rowHtml(s, i)));
+  $("selections").innerHTML = rows.join("");
+  $("add-selection").disabled = selections.length >= 8;
+}
+
+function body() {
+  return {
+    selections: selections.map((s) => {
+      let config = { ...(s.c || {}) };
+      if (s.p) config = { preset: s.p, ...config };
+      return { architecture: s.a, config, input: { batch_size: Number(s.b) || 1 } };
+    }),
+  };
+}
+
+async function compare() {
+  writeUrl();
+  try {
+    report = await post("/api/compare", body(), { busyText: "Comparing…" });
+    $("error").hidden = true;
+    render();
+  } catch (error) {
+    const detail = error instanceof ApiError ? error.body : { detail: String(error) };
+    $("error").innerHTML = `<strong>Comparison failed</strong>${detail.field ? ` (field <code>${escapeHtml(detail.field)}</code>)` : ""}: ${escapeHtml(detail.detail)}`;
+    $("error").hidden = false;
+  }
+}
+
+function render() {
+  const entries = report.entries;
+  const labels = entries.map((e, i) => `${i + 1}. ${e.label}`);
+  const head = `<thead><tr><th>Selection</th><th>Parameters</th><th>FLOPs</th><th>MACs</th><th>Weights</th><th>Inference peak</th><th>Training peak (Adam)</th><th>Modules</th></tr></thead>`;
+  const rows = entries
+    .map((e, i) => `<tr><td>${escapeHtml(labels[i])} <span class="muted">batch ${e.request.input.batch_size}</span></td>
+      <td>${count(e.totals.params)}</td><td>${flops(e.totals.flops)}</td><td>${count(e.totals.macs)}</td>
+      <td>${bytes(e.totals.param_bytes)}</td><td>${bytes(e.inference_peak_bytes)}</td><td>${bytes(e.training_peak_bytes)}</td>
+      <td>${count(e.layers)}</td></tr>`)
+    .join("");
+  $("compare-table").innerHTML = head + `<tbody>${rows}</tbody>`;
+  const bar = (id, y, title, color) =>
+    draw($(id), [{ type: "bar", x: labels, y, marker: { color }, hovertemplate: "%{x}<br>%{y:,}<extra></extra>" }], {
+      yaxis: { title },
+    });
+  bar("chart-compare-params", entries.map((e) => e.totals.params), "parameters", palette[0]);
+  bar("chart-compare-flops", entries.map((e) => e.totals.flops), "FLOPs", palette[1]);
+  draw($("chart-compare-memory"), [
+    { type: "bar", name: "inference", x: labels, y: entries.map((e) => e.inference_peak_bytes / 2 ** 20), marker: { color: palette[2] } },
+    { type: "bar", name: "training (Adam)", x: labels, y: entries.map((e) => e.training_peak_bytes / 2 ** 20), marker: { color: palette[3] } },
+  ], { barmode: "group", yaxis: { title: "MiB" } });
+  const parts = Object.keys(entries[0].training_breakdown);
+  draw($("chart-compare-breakdown"), parts.map((part, i) => ({
+    type: "bar",
+    name: part.replace("_", " "),
+    x: labels,
+    y: entries.map((e) => e.training_breakdown[part] / 2 ** 20),
+    marker: { color: palette[i % palette.length] },
+  })), { barmode: "stack", yaxis: { title: "MiB at the peak" } });
+}
+
+const later = debounce(compare, 500);
+
+function bind() {
+  $("selections").addEventListener("change", async (event) => {
+    const row = event.target.closest("[data-index]");
+    if (!row) return;
+    const selection = selections[Number(row.dataset.index)];
+    const key = event.target.dataset.key;
+    if (key === "a") {
+      selection.a = event.target.value;
+      selection.p = "";
+      selection.c = {};
+      await renderRows();
+    } else if (key === "p") selection.p = event.target.value;
+    else if (key === "b") selection.b = Number.parseInt(event.target.value, 10) || 1;
+    else if (key === "c") {
+      try {
+        selection.c = event.target.value.trim() ? JSON.parse(event.target.value) : {};
+        event.target.removeAttribute("aria-invalid");
+      } catch {
+        event.target.setAttribute("aria-invalid", "true");
+        return;
+      }
+    }
+    later();
+  });
+  $("selections").addEventListener("click", async (event) => {
+    const remove = event.target.closest("[data-remove]");
+    if (!remove || selections.length <= 2) return;
+    selections.splice(Number(remove.dataset.remove), 1);
+    await renderRows();
+    later();
+  });
+  $("add-selection").addEventListener("click", async () => {
+    if (selections.length >= 8) return;
+    selections.push({ a: "resnet", p: "", c: {}, b: 32 });
+    await renderRows();
+    later();
+  });
+  $("run-compare").addEventListener("click", compare);
+  $("export-compare").addEventListener("click", async () => {
+    const text = await post("/api/compare?format=csv", body(), { accept: "text/csv" });
+    download("layerscope-compare.csv", text, "text/csv");
+  });
+}
+
+async function init() {
+  names = (await get("/api/architectures")).map((a) => a.name);
+  readUrl();
+  await renderRows();
+  bind();
+  compare();
+}
+
+init();

@@ -1,0 +1,420 @@
+// Explorer page: pick an architecture, configure it, and see every layer's figures. State lives in the URL.
+
+import { ApiError, architecture, debounce, download, post } from "./api.js";
+import { draw, palette } from "./charts.js";
+import { bytes, count, escapeHtml, flops, shape } from "./format.js";
+import { SchemaForm } from "./form.js";
+import { LayerTable } from "./table.js";
+
+const $ = (id) => document.getElementById(id);
+const OPTIMIZERS = [
+  ["sgd", "SGD"],
+  ["sgd-momentum", "SGD + momentum"],
+  ["adam", "Adam"],
+  ["adamw", "AdamW"],
+];
+const SHORT = { sgd: "SGD", "sgd-momentum": "Momentum", adam: "Adam", adamw: "AdamW" };
+const PARTS = ["weights", "buffers", "gradients", "optimizer_state", "activations", "inputs", "transient"];
+
+const state = {
+  arch: "alexnet",
+  config: {},
+  batch: 1,
+  shape: "",
+  dtype: "float32",
+  optimizer: "adam",
+  precision: "fp32",
+  layer: null,
+};
+let info = null; // the architecture's description
+let summary = null;
+let memory = { inference: null, train: {} };
+let generation = 0;
+
+const form = new SchemaForm($("config-form"), () => {
+  state.config = diffFromDefaults(form.values());
+  $("preset").value = matchingPreset();
+  refresh();
+});
+const table = new LayerTable($("layer-table"), {
+  onSelect: (row) => {
+    state.layer = row.path;
+    writeUrl();
+    showLayer(row);
+  },
+});
+
+function diffFromDefaults(values) {
+  const out = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (JSON.stringify(value) !== JSON.stringify(info.defaults[key])) out[key] = value;
+  }
+  return out;
+}
+
+function matchingPreset() {
+  const full = { ...info.defaults, ...state.config };
+  const hit = info.presets.find((p) => JSON.stringify(p.config) === JSON.stringify(full));
+  return hit ? hit.name : "";
+}
+
+// ---------------------------------------------------------------- URL state
+
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  if (params.has("a")) state.arch = params.get("a");
+  try {
+    state.config = params.has("c") ? JSON.parse(params.get("c")) : {};
+  } catch {
+    state.config = {};
+  }
+  state.batch = Number.parseInt(params.get("b") || "1", 10) || 1;
+  state.shape = params.get("s") || "";
+  state.dtype = params.get("dt") || "float32";
+  state.optimizer = params.get("o") || "adam";
+  state.precision = params.get("p") || "fp32";
+  state.layer = params.get("l");
+}
+
+function writeUrl() {
+  const params = new URLSearchParams();
+  params.set("a", state.arch);
+  if (Object.keys(state.config).length) params.set("c", JSON.stringify(state.config));
+  if (state.batch !== 1) params.set("b", String(state.batch));
+  if (state.shape) params.set("s", state.shape);
+  if (state.dtype !== "float32") params.set("dt", state.dtype);
+  if (state.optimizer !== "adam") params.set("o", state.optimizer);
+  if (state.precision !== "fp32") params.set("p", state.precision);
+  if (state.layer !== null && state.layer !== undefined) params.set("l", state.layer);
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+// ---------------------------------------------------------------- requests
+
+function selection() {
+  const body = { architecture: state.arch, config: state.config, dtype: state.dtype, input: { batch_size: state.batch } };
+  const dims = state.shape.split(/[\s,x×]+/).filter(Boolean).map(Number);
+  if (dims.length) body.input.shape = dims;
+  return body;
+}
+
+function memoryBody(mode, optimizer) {
+  return { ...selection(), mode, optimizer, precision: state.precision };
+}
+
+async function refresh() {
+  writeUrl();
+  const mine = ++generation;
+  try {
+    const result = await post("/api/summary", selection(), { busyText: "Tracing the layers…" });
+    if (mine !== generation) return;
+    summary = result;
+    clearError();
+    renderSummary();
+  } catch (error) {
+    if (mine === generation) showError(error);
+    return;
+  }
+  await refreshMemory(mine);
+}
+
+async function refreshMemory(mine) {
+  try {
+    const inference = await post("/api/memory", memoryBody("inference", "adam"), { busyText: "Estimating memory…" });
+    if (mine !== generation) return;
+    memory = { inference, train: {} };
+    const selected = await post("/api/memory", memoryBody("train", state.optimizer), { busyText: "Estimating a training step…" });
+    if (mine !== generation) return;
+    memory.train[state.optimizer] = selected;
+    renderMemory();
+    for (const [name] of OPTIMIZERS) {
+      if (memory.train[name]) continue;
+      const report = await post("/api/memory", memoryBody("train", name), { busyText: "Comparing optimizers…" });
+      if (mine !== generation) return;
+      memory.train[name] = report;
+      renderMemoryChart();
+    }
+  } catch (error) {
+    if (mine === generation) showError(error, "memory");
+  }
+}
+
+// ---------------------------------------------------------------- rendering
+
+function setTile(id, value, sub) {
+  const tile = $(id);
+  tile.querySelector("[data-value]").textContent = value;
+  tile.querySelector("[data-sub]").textContent = sub || "";
+}
+
+function renderSummary() {
+  const totals = summary.totals;
+  setTile("tile-params", count(totals.params), `${count(totals.trainable_params)} trainable · ${bytes(totals.param_bytes)} at ${summary.dtype}`);
+  setTile("tile-flops", flops(totals.flops), `${count(totals.macs)} MACs · batch ${summary.batch_size}`);
+  setTile("tile-inference", "…", "");
+  setTile("tile-training", "…", "");
+  $("layer-count").textContent = `(${summary.layers.length.toLocaleString("en-US")} modules)`;
+  table.render(summary, savedByPath());
+  const row = summary.layers.find((r) => r.path === state.layer) || summary.layers.find((r) => r.is_leaf && r.params > 0) || null;
+  if (row) table.select(row.path, { notify: false });
+  showLayer(row);
+  renderCharts();
+}
+
+function savedByPath() {
+  const report = memory.train[state.optimizer];
+  return new Map((report ? report.layers : []).map((r) => [r.path, r.saved_bytes]));
+}
+
+function renderMemory() {
+  const inference = memory.inference;
+  const training = memory.train[state.optimizer];
+  setTile("tile-inference", bytes(inference.peak_bytes), `one forward at batch ${inference.batch_size}, ${inference.precision}`);
+  const optimizer = OPTIMIZERS.find(([name]) => name === state.optimizer)[1];
+  setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}`);
+  table.setSaved(savedByPath());
+  if (state.layer !== null) showLayer(summary.layers.find((r) => r.path === state.layer));
+  renderMemoryChart();
+  renderFormula(training);
+}
+
+function renderFormula(report) {
+  const f = report.formula;
+  $("formula").innerHTML = `
+    <h3>Textbook estimate beside the exact figure</h3>
+    <div class="formula-grid">
+      <div><span class="tile-label">Textbook (${escapeHtml(f.expression)})</span><strong>${bytes(f.estimate_bytes)}</strong></div>
+      <div><span class="tile-label">Exact peak</span><strong>${bytes(f.exact_bytes)}</strong></div>
+      <div><span class="tile-label">Saved for backward</span><strong>${bytes(report.saved_activation_bytes)}</strong></div>
+    </div>
+    <ol class="worked">${f.lines.map((l) => `<li>${escapeHtml(l)}</li>`).join("")}</ol>`;
+}
+
+function showLayer(row) {
+  const panel = $("layer-detail");
+  if (!row) {
+    panel.innerHTML = `<h2 class="panel-title">Worked example</h2><p class="muted">Select a layer to see how its figures are computed.</p>`;
+    return;
+  }
+  const saved = table.saved.get(row.path) || 0;
+  const inputs = row.input_shapes.map((s) => shape(s)).join(", ") || "–";
+  const lines = row.explain.length
+    ? `<ol class="worked">${row.explain.map((l) => `<li>${escapeHtml(l)}</li>`).join("")}</ol>`
+    : `<p class="muted">No formula for this layer type: its figures come from running it on meta tensors.</p>`;
+  panel.innerHTML = `
+    <h2 class="panel-title">${escapeHtml(row.path || row.name)} <span class="muted">${escapeHtml(row.type)}</span></h2>
+    <dl class="facts">
+      <dt>Input</dt><dd class="mono">${inputs}</dd>
+      <dt>Output</dt><dd class="mono">${shape(row.output_shape)}</dd>
+      <dt>Parameters</dt><dd>${count(row.params_inclusive)}${row.params !== row.params_inclusive ? ` <span class="muted">(${count(row.params)} own)</span>` : ""}</dd>
+      <dt>FLOPs</dt><dd>${flops(row.flops_inclusive)} <span class="muted">= 2 × ${count(row.macs_inclusive)} MACs</span></dd>
+      <dt>Output size</dt><dd>${bytes(row.output_bytes)}</dd>
+      <dt>Saved for backward</dt><dd>${saved ? bytes(saved) : "–"}</dd>
+    </dl>
+    <h3 class="detail-subtitle">How it is computed</h3>
+    ${lines}`;
+}
+
+function leafRows() {
+  return summary.layers.filter((r) => r.calls && r.is_leaf);
+}
+
+function axisFor(rows) {
+  return { tickangle: -40, tickfont: { size: 10 }, showticklabels: rows.length <= 40, automargin: true };
+}
+
+function renderCharts() {
+  const withParams = summary.layers.filter((r) => r.params > 0);
+  draw($("chart-params"), [
+    {
+      type: "bar",
+      x: withParams.map((r) => r.path),
+      y: withParams.map((r) => r.params),
+      marker: { color: palette[0] },
+      hovertemplate: "%{x}<br>%{y:,} parameters<extra></extra>",
+    },
+  ], { yaxis: { title: "parameters" }, xaxis: axisFor(withParams), margin: { l: 64, r: 16, t: 16, b: 96 } });
+
+  const withFlops = summary.layers.filter((r) => r.flops > 0);
+  draw($("chart-flops"), [
+    {
+      type: "bar",
+      x: withFlops.map((r) => r.path || r.type),
+      y: withFlops.map((r) => r.flops),
+      marker: { color: palette[1] },
+      hovertemplate: "%{x}<br>%{y:,} FLOPs<extra></extra>",
+    },
+  ], { yaxis: { title: "FLOPs" }, xaxis: axisFor(withFlops), margin: { l: 64, r: 16, t: 16, b: 96 } });
+
+  const leaves = leafRows();
+  draw($("chart-activations"), [
+    {
+      type: "scatter",
+      mode: "lines+markers",
+      x: leaves.map((_, i) => i + 1),
+      y: leaves.map((r) => r.output_bytes / 2 ** 20),
+      text: leaves.map((r) => `${r.path} (${r.type})<br>${shape(r.output_shape)}`),
+      line: { color: palette[2], shape: "hv" },
+      hovertemplate: "%{text}<br>%{y:,.3f} MiB<extra></extra>",
+    },
+  ], { yaxis: { title: "output, MiB" }, xaxis: { title: "layer, in order" } });
+}
+
+function renderMemoryChart() {
+  const reports = [["Inference", memory.inference], ...OPTIMIZERS.map(([name]) => [`Train ${SHORT[name]}`, memory.train[name]])].filter(([, r]) => r);
+  const labels = reports.map(([label]) => label);
+  const traces = PARTS.map((part, i) => ({
+    type: "bar",
+    name: part.replace("_", " "),
+    x: labels,
+    y: reports.map(([, r]) => r.breakdown[part] / 2 ** 20),
+    marker: { color: palette[i] },
+    hovertemplate: `%{x}<br>${part.replace("_", " ")}: %{y:,.1f} MiB<extra></extra>`,
+  }));
+  traces.push({
+    type: "scatter",
+    mode: "markers",
+    name: "textbook formula",
+    x: labels,
+    y: reports.map(([, r]) => r.formula.estimate_bytes / 2 ** 20),
+    marker: { symbol: "diamond", size: 12, color: "#111827", line: { color: "#ffffff", width: 1.5 } },
+    hovertemplate: "%{x}<br>textbook: %{y:,.1f} MiB<extra></extra>",
+  });
+  draw($("chart-memory"), traces, {
+    barmode: "stack",
+    yaxis: { title: "MiB at the peak" },
+    legend: { orientation: "v", x: 1.02, y: 1, font: { size: 11 } },
+    margin: { l: 64, r: 8, t: 24, b: 48 },
+  });
+}
+
+// ---------------------------------------------------------------- errors
+
+function clearError() {
+  $("error").hidden = true;
+  document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+}
+
+function showError(error, what = "summary") {
+  const banner = $("error");
+  const body = error instanceof ApiError ? error.body : { detail: String(error) };
+  const where = [];
+  if (body.layer) where.push(`layer <code>${escapeHtml(body.layer)}</code>`);
+  if (body.field) where.push(`field <code>${escapeHtml(body.field)}</code>`);
+  banner.innerHTML = `<strong>${what === "memory" ? "Memory estimate failed" : "This configuration does not work"}</strong>${where.length ? ` (${where.join(", ")})` : ""}: ${escapeHtml(body.detail || error.message)}${summary ? `<span class="muted"> The last good result stays below.</span>` : ""}`;
+  banner.hidden = false;
+  if (body.field) {
+    const name = body.field.replace(/^config\./, "").split(".")[0];
+    const input = document.querySelector(`#config-form [name="${CSS.escape(name)}"]`)
+      || (body.field.startsWith("input") ? $("input-shape") : null)
+      || (body.field === "batch_size" ? $("batch-size") : null);
+    input?.setAttribute("aria-invalid", "true");
+  }
+}
+
+// ---------------------------------------------------------------- set-up
+
+async function selectArchitecture(name, { keepConfig = false } = {}) {
+  try {
+    info = await architecture(name);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  state.arch = info.name;
+  if (!keepConfig) {
+    state.config = {};
+    state.shape = "";
+    state.layer = null;
+  }
+  document.querySelectorAll(".arch-card").forEach((card) => {
+    const on = card.dataset.arch === info.name;
+    card.classList.toggle("selected", on);
+    card.setAttribute("aria-checked", String(on));
+    card.tabIndex = on ? 0 : -1;
+  });
+  $("preset").innerHTML = `<option value="">Custom</option>${info.presets
+    .map((p) => `<option value="${escapeHtml(p.name)}">${escapeHtml(p.title)}</option>`)
+    .join("")}`;
+  form.render(info.config_schema);
+  form.setValues({ ...info.defaults, ...state.config });
+  $("preset").value = matchingPreset();
+  $("input-shape").placeholder = info.default_input.join(", ");
+  $("input-shape").value = state.shape;
+  summary = null;
+  refresh();
+}
+
+function bindControls() {
+  const cards = [...document.querySelectorAll(".arch-card")];
+  cards.forEach((card, index) => {
+    card.addEventListener("click", () => selectArchitecture(card.dataset.arch));
+    card.addEventListener("keydown", (event) => {
+      const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      event.preventDefault();
+      const next = cards[(index + step + cards.length) % cards.length];
+      next.focus();
+      selectArchitecture(next.dataset.arch);
+    });
+  });
+  $("preset").addEventListener("change", () => {
+    const preset = info.presets.find((p) => p.name === $("preset").value);
+    if (!preset) return;
+    state.config = diffFromDefaults(preset.config);
+    form.setValues(preset.config);
+    refresh();
+  });
+  const later = debounce(refresh, 350);
+  $("input-shape").addEventListener("input", () => {
+    state.shape = $("input-shape").value.trim();
+    later();
+  });
+  const setBatch = (value) => {
+    const batch = Number.parseInt(value, 10);
+    if (!Number.isFinite(batch)) return;
+    state.batch = batch;
+    $("batch-size").value = String(batch);
+    $("batch-range").value = String(Math.min(batch, 256));
+    later();
+  };
+  $("batch-size").addEventListener("input", () => setBatch($("batch-size").value));
+  $("batch-range").addEventListener("input", () => setBatch($("batch-range").value));
+  for (const [id, key] of [["dtype", "dtype"], ["optimizer", "optimizer"], ["precision", "precision"]]) {
+    $(id).addEventListener("change", () => {
+      state[key] = $(id).value;
+      if (key === "dtype") refresh();
+      else {
+        writeUrl();
+        if (key === "precision") memory = { inference: null, train: {} };
+        if (summary) refreshMemory(++generation);
+      }
+    });
+  }
+  $("expand-all").addEventListener("click", () => table.expandAll());
+  $("collapse-all").addEventListener("click", () => table.collapseAll());
+  $("export-json").addEventListener("click", () => {
+    if (summary) download(`${state.arch}-summary.json`, JSON.stringify(summary, null, 2), "application/json");
+  });
+  $("export-csv").addEventListener("click", async () => {
+    try {
+      const text = await post("/api/summary?format=csv", selection(), { accept: "text/csv" });
+      download(`${state.arch}-layers.csv`, text, "text/csv");
+    } catch (error) {
+      showError(error);
+    }
+  });
+}
+
+function init() {
+  readUrl();
+  $("batch-size").value = String(state.batch);
+  $("batch-range").value = String(Math.min(state.batch, 256));
+  $("dtype").value = state.dtype;
+  $("optimizer").value = state.optimizer;
+  $("precision").value = state.precision;
+  bindControls();
+  selectArchitecture(state.arch, { keepConfig: true });
+}
+
+init();

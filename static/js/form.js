@@ -1,0 +1,124 @@
+// A form generated from an architecture's config JSON schema: selects, switches, sliders, list inputs.
+
+import { escapeHtml } from "./format.js";
+
+function resolve(prop) {
+  // pydantic writes optional fields as anyOf [{...}, {type: "null"}]
+  if (prop.anyOf) {
+    const real = prop.anyOf.find((p) => p.type !== "null") || {};
+    return { ...prop, ...real, nullable: true, anyOf: undefined };
+  }
+  if (prop.allOf && prop.allOf.length === 1) return { ...prop, ...prop.allOf[0] };
+  return prop;
+}
+
+function label(name) {
+  return name.replaceAll("_", " ");
+}
+
+function numberBounds(prop) {
+  const min = prop.minimum ?? (prop.exclusiveMinimum !== undefined ? prop.exclusiveMinimum : undefined);
+  const max = prop.maximum ?? (prop.exclusiveMaximum !== undefined ? prop.exclusiveMaximum : undefined);
+  return { min, max };
+}
+
+function fieldHtml(name, raw) {
+  const prop = resolve(raw);
+  const id = `cfg-${name}`;
+  const help = prop.description ? `<small class="help" id="${id}-help">${escapeHtml(prop.description)}</small>` : "";
+  const described = prop.description ? `aria-describedby="${id}-help"` : "";
+  if (prop.enum) {
+    const options = prop.enum.map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(v)}</option>`).join("");
+    return `<div class="field"><label for="${id}">${label(name)}</label><select id="${id}" name="${name}" data-kind="enum" data-type="${typeof prop.enum[0]}" ${described}>${options}</select>${help}</div>`;
+  }
+  if (prop.type === "boolean") {
+    return `<div class="field field-switch"><label class="switch" for="${id}"><input type="checkbox" id="${id}" name="${name}" data-kind="bool" ${described}><span class="switch-track" aria-hidden="true"></span><span>${label(name)}</span></label>${help}</div>`;
+  }
+  if (prop.type === "integer" || prop.type === "number") {
+    const { min, max } = numberBounds(prop);
+    const step = prop.type === "integer" ? 1 : "any";
+    const bounds = `${min !== undefined ? `min="${min}"` : ""} ${max !== undefined ? `max="${max}"` : ""}`;
+    const nullable = prop.nullable ? `placeholder="default" data-nullable="1"` : "";
+    const slider =
+      min !== undefined && max !== undefined && (prop.type === "number" ? max - min <= 1 : max - min <= 2048)
+        ? `<input type="range" id="${id}-range" data-range-for="${name}" ${bounds} step="${prop.type === "number" ? 0.01 : 1}" aria-label="${label(name)} slider" tabindex="-1">`
+        : "";
+    return `<div class="field"><label for="${id}">${label(name)}</label><div class="number-row">${slider}<input type="number" id="${id}" name="${name}" data-kind="number" data-type="${prop.type}" ${bounds} step="${step}" ${nullable} ${described}></div>${help}</div>`;
+  }
+  if (prop.type === "array" && (resolve(prop.items || {}).type === "integer")) {
+    return `<div class="field"><label for="${id}">${label(name)}</label><input type="text" id="${id}" name="${name}" data-kind="int-list" inputmode="numeric" placeholder="e.g. 200, 100" ${described}>${help}</div>`;
+  }
+  if (prop.type === "array" || prop.type === "object") {
+    return `<div class="field"><label for="${id}">${label(name)} <a class="field-link" href="/build">open in the builder</a></label><textarea id="${id}" name="${name}" data-kind="json" rows="6" spellcheck="false" ${described}></textarea>${help}</div>`;
+  }
+  return `<div class="field"><label for="${id}">${label(name)}</label><input type="text" id="${id}" name="${name}" data-kind="text" ${described}>${help}</div>`;
+}
+
+export class SchemaForm {
+  constructor(container, onChange) {
+    this.container = container;
+    this.onChange = onChange;
+    this.schema = null;
+  }
+
+  render(schema) {
+    this.schema = schema;
+    const props = schema.properties || {};
+    this.container.innerHTML = Object.entries(props)
+      .map(([name, prop]) => fieldHtml(name, prop))
+      .join("");
+    this.container.querySelectorAll("input, select, textarea").forEach((input) => {
+      const event = input.type === "number" || input.type === "text" || input.tagName === "TEXTAREA" ? "input" : "change";
+      input.addEventListener(event, () => {
+        if (input.dataset.rangeFor) {
+          this.container.querySelector(`[name="${input.dataset.rangeFor}"]`).value = input.value;
+        } else if (input.dataset.kind === "number") {
+          const range = this.container.querySelector(`[data-range-for="${input.name}"]`);
+          if (range && input.value !== "") range.value = input.value;
+        }
+        this.onChange(this.values());
+      });
+    });
+  }
+
+  setValues(values) {
+    for (const [name, value] of Object.entries(values)) {
+      const input = this.container.querySelector(`[name="${name}"]`);
+      if (!input) continue;
+      const kind = input.dataset.kind;
+      if (kind === "bool") input.checked = Boolean(value);
+      else if (kind === "int-list") input.value = (value || []).join(", ");
+      else if (kind === "json") input.value = JSON.stringify(value, null, 1);
+      else input.value = value === null || value === undefined ? "" : String(value);
+      const range = this.container.querySelector(`[data-range-for="${name}"]`);
+      if (range && value !== null && value !== undefined) range.value = value;
+    }
+  }
+
+  values() {
+    const out = {};
+    this.container.querySelectorAll("[name]").forEach((input) => {
+      const kind = input.dataset.kind;
+      const name = input.name;
+      if (kind === "bool") out[name] = input.checked;
+      else if (kind === "number") {
+        if (input.value === "") out[name] = input.dataset.nullable ? null : input.value;
+        else out[name] = input.dataset.type === "integer" ? Number.parseInt(input.value, 10) : Number.parseFloat(input.value);
+      } else if (kind === "enum") {
+        out[name] = input.dataset.type === "number" ? Number(input.value) : input.value;
+      } else if (kind === "int-list") {
+        out[name] = input.value
+          .split(/[\s,]+/)
+          .filter(Boolean)
+          .map((v) => (/^-?\d+$/.test(v) ? Number.parseInt(v, 10) : v));
+      } else if (kind === "json") {
+        try {
+          out[name] = JSON.parse(input.value);
+        } catch {
+          out[name] = input.value; // the server says what is wrong with it
+        }
+      } else out[name] = input.value;
+    });
+    return out;
+  }
+}

@@ -1,0 +1,170 @@
+"""End-to-end tests in headless Chromium (Debian's package) driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+if not Path(CHROMIUM).exists():  # .ci/run installs it; a developer machine may not have it
+    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def tile(page, name: str):
+    return page.locator(f"#tile-{name} [data-value]")
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function("document.getElementById('busy').hidden === true", timeout=60_000)
+
+
+def test_explorer_shows_alexnet_and_its_formulas(page, output_dir) -> None:
+    page.goto("/")
+    page.get_by_role("radio", name="AlexNet").click()
+    expect_text(tile(page, "params"), "62,378,344")
+    row = page.locator('tr[data-path="features.conv1"]')
+    row.click()
+    detail = page.locator("#layer-detail")
+    expect_text(detail, "floor((224 + 2*2 - 11)/4) + 1 = 55")
+    expect_text(detail, "96*3*11^2 + 96 = 34,944")
+    wait_idle(page)
+    for chart in ("params", "flops", "activations", "memory"):
+        page.locator(f"#chart-{chart} .main-svg").first.wait_for(timeout=30_000)
+    expect_text(tile(page, "training"), "GiB")
+    page.screenshot(path=str(output_dir / "explorer.png"), full_page=True)
+    DOCS.mkdir(exist_ok=True)
+    shutil.copy(output_dir / "explorer.png", DOCS / "explorer.png")
+
+
+def test_changing_the_variant_changes_the_count(page) -> None:
+    page.goto("/?a=alexnet")
+    expect_text(tile(page, "params"), "62,378,344")
+    page.locator("#cfg-variant").select_option("torchvision")
+    expect_text(tile(page, "params"), "61,100,840")
+    assert "torchvision" in page.url
+
+
+def test_a_bad_config_shows_an_inline_error_and_keeps_the_last_result(page, output_dir) -> None:
+    page.goto("/?a=alexnet")
+    expect_text(tile(page, "params"), "62,378,344")
+    page.locator("#input-shape").fill("3, 32, 32")
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=30_000)
+    expect_text(error, "features.pool3")
+    expect_text(error, "(1, 256, 1, 1)")
+    assert tile(page, "params").inner_text() == "62,378,344"
+    page.screenshot(path=str(output_dir / "explorer-error.png"))
+
+
+def test_a_shared_url_reproduces_the_page(page, browser, live_server) -> None:
+    page.goto("/?a=resnet")
+    page.locator("#cfg-depth").select_option("50")
+    page.locator("#batch-size").fill("16")
+    expect_text(tile(page, "params"), "25,557,032")
+    page.locator('tr[data-path="fc"]').click()
+    wait_idle(page)
+    shared = page.url
+    other = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    other.goto(shared)
+    expect_text(other.locator("#tile-params [data-value]"), "25,557,032")
+    expect_text(other.locator("#layer-detail"), "2048*1000")  # fc's worked example
+    assert other.locator("#batch-size").input_value() == "16"
+    assert other.locator("#cfg-depth").input_value() == "50"
+    other.context.close()
+
+
+def test_keyboard_moves_between_architectures(page) -> None:
+    page.goto("/?a=mlp")
+    expect_text(tile(page, "params"), "22,401")
+    page.get_by_role("radio", name="Multilayer perceptron").focus()
+    page.keyboard.press("ArrowDown")
+    expect_text(tile(page, "params"), "61,706")  # LeNet-5
+    assert page.get_by_role("radio", name="LeNet-5").get_attribute("aria-checked") == "true"
+
+
+def test_dark_theme_and_phone_width(browser, live_server, output_dir) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server, color_scheme="dark")
+    page = context.new_page()
+    page.goto("/?a=lenet5")
+    expect_text(page.locator("#tile-params [data-value]"), "61,706")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"the page scrolls sideways at phone width ({width} px)"
+    page.locator("#theme-toggle").click()
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.screenshot(path=str(output_dir / "explorer-phone.png"), full_page=False)
+    context.close()
+
+
+def test_compare_two_architectures(page, output_dir) -> None:
+    page.goto("/compare")
+    table = page.locator("#compare-table")
+    expect_text(table, "62,378,344")
+    expect_text(table, "25,557,032")
+    page.locator("#chart-compare-memory .main-svg").first.wait_for(timeout=30_000)
+    page.locator("#add-selection").click()
+    page.locator('[data-index="2"] select[data-key="a"]').select_option("mlp")
+    expect_text(table, "22,401")
+    assert "mlp" in page.url
+    page.screenshot(path=str(output_dir / "compare.png"), full_page=True)
+
+
+def test_build_a_three_layer_model(page, output_dir) -> None:
+    page.goto("/build")
+    page.locator("#clear-layers").click()
+    page.locator("#input-shape").fill("1, 28, 28")
+    for layer_type in ("Flatten", "Linear", "ReLU"):
+        page.locator("#new-type").select_option(layer_type)
+        page.locator("#add-layer").click()
+        wait_idle(page)
+    expect_text(page.locator('[data-shape-for="1"]'), "1 × 64")  # Linear(784 -> 64), in_features filled in
+    expect_text(page.locator('[data-shape-for="2"]'), "1 × 64")
+    expect_text(page.locator("#tile-params [data-value]"), "50,240")  # 784*64 + 64
+    # A wrong size is reported at its layer.
+    page.locator('input[data-arg="in_features"]').fill("100")
+    page.locator("#error").wait_for(state="visible", timeout=30_000)
+    expect_text(page.locator("#error"), "1")
+    assert "invalid" in page.locator('.layer-item[data-module="1"]').get_attribute("class")
+    page.screenshot(path=str(output_dir / "build.png"), full_page=True)
+    spec = page.locator("#spec-json").input_value()
+    assert '"Flatten"' in spec and '"Linear"' in spec
+
+
+def expect_text(locator, text: str, timeout: int = 60_000) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_contain_text(text, timeout=timeout)
