@@ -49,6 +49,7 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W_O
         self.record_weights = False
         self.last_weights: torch.Tensor | None = None
+        self.last_kind = "self"  # self, causal or cross: how the last recorded call attended
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape  # (B, T, C)
@@ -71,6 +72,7 @@ class MultiHeadAttention(nn.Module):
             weights = scores.softmax(dim=-1)  # each row sums to 1
             if self.record_weights:
                 self.last_weights = weights.detach()
+                self.last_kind = "cross" if context is not None else "causal" if causal else "self"
             weights = F.dropout(weights, p=dropout_p, training=self.training)
             y = weights @ v  # (B, H, T_q, d_k)
         else:

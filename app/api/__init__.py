@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from .routers import architectures, compare, health, layer_types, memory, summary
+from .routers import architectures, attention, compare, feature_maps, health, layer_types, memory, samples, summary
 
 api_router = APIRouter()
-for module in (health, architectures, layer_types, summary, memory, compare):
+for module in (health, architectures, layer_types, summary, memory, compare, samples, feature_maps, attention):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

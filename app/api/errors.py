@@ -15,8 +15,6 @@ from ..engine.errors import (
     EngineError,
     InputError,
     MemoryBudgetError,
-    NeedsRealRunError,
-    ShapeMismatchError,
     UnknownArchitectureError,
     UnknownPresetError,
 )
@@ -85,8 +83,8 @@ def install_error_handlers(app: FastAPI) -> None:
             status = 504
         elif isinstance(exc, UnsupportedMediaError):
             status = 415
-        elif not isinstance(exc, InputError | ShapeMismatchError | NeedsRealRunError):
-            status = 422
+        elif isinstance(exc, InputError):
+            status = getattr(exc, "status", 422)  # image errors say 413 or 415 themselves
         return JSONResponse(status_code=status, content=exc.details())
 
     @app.exception_handler(RequestValidationError)

@@ -112,3 +112,74 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "The device is busy with other real runs."},
     504: {"model": ErrorBody, "description": "The computation took longer than the request timeout."},
 }
+
+
+class ChannelRequest(BaseModel):
+    """One channel of one layer, returned as raw values for a heatmap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    layer: str = Field(max_length=200, description="Module path, e.g. 'features.conv1'.")
+    index: int = Field(ge=0, le=65_535, description="Channel number, from 0.")
+
+
+WeightsSource = Field(
+    "random",
+    max_length=200,
+    description="random (seed 0), trained (the bundled LeNet-5), or torchvision:<file> from the local torch cache. "
+    "To upload your own, send multipart/form-data with a weights_file.",
+)
+
+
+class FeatureMapsRequest(BaseModel):
+    """JSON form of a feature-map request: one of the bundled sample images."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"architecture": "alexnet", "sample": "cat"}]},
+    )
+
+    architecture: str = Field(
+        max_length=64, description="An image model: lenet5, alexnet, vgg, resnet, vit, sequential."
+    )
+    config: dict[str, Any] | None = None
+    sample: str = Field("cat", max_length=64, description="An id from GET /api/samples.")
+    layers: list[str] | None = Field(
+        None, max_length=64, description="Module paths to show; default: every conv/pool layer, or a ResNet's stages."
+    )
+    weights: str = WeightsSource
+    channel: ChannelRequest | None = Field(None, description="Also return this channel's raw values.")
+
+
+class FeatureMapsForm(BaseModel):
+    """multipart/form-data form of a feature-map request (documentation of the fields)."""
+
+    image: bytes | None = Field(None, description="An image file (PNG, JPEG...); or give 'sample'.")
+    sample: str | None = Field(None, description="A bundled sample id, when no image is sent.")
+    architecture: str
+    config: str | None = Field(None, description="The config as JSON text.")
+    layers: str | None = Field(None, description="JSON list or comma-separated module paths.")
+    weights: str | None = Field(None, description="random, trained, or torchvision:<file>.")
+    weights_file: bytes | None = Field(None, description="Your own weights: .safetensors, or a .pt/.pth state_dict.")
+    channel_layer: str | None = None
+    channel_index: int | None = None
+
+
+class AttentionRequest(BaseModel):
+    """A text to tokenize and feed to a Transformer or GPT."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"architecture": "gpt", "config": {"preset": "nano"}, "text": "Attention is all you need."}]
+        },
+    )
+
+    architecture: Literal["gpt", "transformer"]
+    config: dict[str, Any] | None = None
+    text: str = Field(
+        min_length=1, max_length=2000, description="Tokenized by the bundled byte-pair encoder (64 tokens at most)."
+    )
+    weights: str = Field(
+        "random", max_length=200, description="random (seed 0): the only weights bundled for these models."
+    )

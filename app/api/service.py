@@ -19,6 +19,7 @@ from ..settings import Settings
 from .cache import CachedReport, ReportCache
 from .errors import ComputeTimeoutError
 from .gate import DeviceGate
+from .realruns import RealRuns
 from .schemas import CompareEntry, CompareReport, CompareRequest, MemoryRequest, SummaryRequest
 
 T = TypeVar("T")
@@ -39,8 +40,9 @@ class ReportService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = ReportCache(settings.cache_size)
-        self.gate = DeviceGate(1, settings.real_run_timeout_s)
+        self.gate = DeviceGate(1, lambda: self.settings.real_run_timeout_s)
         self._slots: asyncio.Semaphore | None = None
+        self.real = RealRuns(self.gate, self.device, settings)
 
     @property
     def device(self) -> str:

@@ -23,6 +23,8 @@ PAGES = [
     ("/", "explorer", "Explorer"),
     ("/compare", "compare", "Compare"),
     ("/build", "build", "Build"),
+    ("/features", "features", "Feature maps"),
+    ("/attention", "attention", "Attention"),
 ]
 
 
@@ -54,6 +56,16 @@ def compare(request: Request) -> HTMLResponse:
 @router.get("/build", response_class=HTMLResponse)
 def build(request: Request) -> HTMLResponse:
     return _render(request, "build", "Build")
+
+
+@router.get("/features", response_class=HTMLResponse)
+def features(request: Request) -> HTMLResponse:
+    return _render(request, "features", "Feature maps")
+
+
+@router.get("/attention", response_class=HTMLResponse)
+def attention(request: Request) -> HTMLResponse:
+    return _render(request, "attention", "Attention")
 
 
 @router.get("/static/vendor/plotly.min.js")

@@ -168,3 +168,40 @@ def expect_text(locator, text: str, timeout: int = 60_000) -> None:
     from playwright.sync_api import expect
 
     expect(locator).to_contain_text(text, timeout=timeout)
+
+
+def test_draw_a_digit_and_read_the_prediction(page, output_dir) -> None:
+    page.goto("/features?a=lenet5&w=trained")
+    page.locator("#fm-layers .fm-layer").first.wait_for(timeout=60_000)
+    canvas = page.locator("#draw-canvas")
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 0.15 * box["height"])
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x, box["y"] + (0.15 + 0.7 * step / 20) * box["height"])
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('fm-prediction').dataset.top === '1'", timeout=60_000)
+    expect_text(page.locator("#fm-steps"), "4 x 4 blocks")
+    layers = page.locator("#fm-layers .fm-layer")
+    assert layers.count() == 5  # c1, s2, c3, s4, c5
+    page.locator("#fm-layers img.fm-grid").first.click()
+    page.locator("#channel-heatmap .main-svg").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(output_dir / "features-lenet.png"), full_page=True)
+
+
+def test_feature_maps_shrink_along_alexnet(page, output_dir) -> None:
+    page.goto("/features?a=alexnet&s=cat")
+    expect_text(page.locator("#fm-flow"), "224 → 55 → 27 → 13 → 6")
+    page.screenshot(path=str(output_dir / "features-alexnet.png"), full_page=True)
+
+
+def test_attention_heatmaps(page, output_dir) -> None:
+    page.goto("/attention?a=gpt&p=nano")
+    page.locator("#at-heatmap .main-svg").first.wait_for(timeout=60_000)
+    expect_text(page.locator("#at-tokens"), "tention")
+    assert page.locator("#at-heads .head-thumb").count() == 4
+    page.locator("#at-pe .main-svg").first.wait_for(timeout=30_000)
+    page.locator("#at-text").fill("Le mécanisme d'attention compare chaque requête à toutes les clés.")
+    expect_text(page.locator("#at-tokens"), "attention")
+    page.screenshot(path=str(output_dir / "attention.png"), full_page=True)

@@ -1,0 +1,195 @@
+"""Weights for real runs: random, the bundled LeNet-5, torchvision files already on disk, or an upload.
+
+Nothing uploaded is ever unpickled beyond ``torch.load(weights_only=True)``;
+safetensors files are read as plain tensors. A file is checked against the
+model's keys and shapes before loading, and every mismatch is listed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from .errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS_WEIGHTS = ROOT / "models" / "weights" / "lenet5_digits.safetensors"
+DIGITS_CONFIG: dict[str, Any] = {"variant": "modern"}
+TORCHVISION_FILE = re.compile(
+    r"^(?P<name>resnet(18|34|50|101|152)|alexnet|vgg(11|13|16|19)(_bn)?|wide_resnet(50|101)_2|"
+    r"resnext50_32x4d|resnext101_32x8d)-[0-9a-f]{6,}\.pth$"
+)
+
+
+class WeightsError(InputError):
+    """A weights file that cannot be read, or does not fit the model; ``problems`` lists each mismatch."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        if self.problems:
+            shown = "; ".join(self.problems[:12])
+            more = f"; and {len(self.problems) - 12} more" if len(self.problems) > 12 else ""
+            message = f"{message}: {shown}{more}"
+        super().__init__(message, field="weights")
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "errors": [{"field": "weights", "message": p} for p in self.problems] or None}
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a model's weights came from, in words the UI shows."""
+
+    source: str  # random | trained | upload | torchvision:<name>
+    label: str
+
+
+def load_digits_split() -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """scikit-learn's digits, split as the bundled LeNet-5 was trained (needs scikit-learn)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, x_test, y_train, y_test = train_test_split(
+        digits.data, digits.target, test_size=0.2, stratify=digits.target, random_state=0
+    )
+    return (x_train, y_train), (x_test, y_test)
+
+
+def digits_metadata() -> dict[str, str]:
+    """Metadata of the bundled LeNet-5: config, normalisation, held-out accuracy."""
+    if not DIGITS_WEIGHTS.exists():
+        raise InputError("the bundled LeNet-5 weights are missing; run scripts/train_lenet_digits.py", "weights")
+    with safe_open(str(DIGITS_WEIGHTS), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def digits_state_dict() -> dict[str, torch.Tensor]:
+    return load_safetensors(DIGITS_WEIGHTS.read_bytes())
+
+
+def _unwrap(obj: Any) -> Any:
+    """Accept a bare state_dict or the usual checkpoint wrappers around one."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
+                return inner
+    return obj
+
+
+def read_state_dict(data: bytes, filename: str) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file, or a .pt/.pth/.bin state_dict read with weights_only=True."""
+    name = filename.lower()
+    if name.endswith(".safetensors"):
+        try:
+            state = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise WeightsError(f"{filename} is not a readable safetensors file ({exc})") from None
+    elif name.endswith((".pt", ".pth", ".bin", ".ckpt")):
+        try:
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a hostile or damaged pickle
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(
+                f"{filename} cannot be read with torch.load(weights_only=True), which refuses anything but "
+                f"tensors and plain containers: {first}"
+            ) from None
+        state = _unwrap(obj)
+    else:
+        raise WeightsError(f"{filename}: weights must be a .safetensors file or a .pt/.pth state_dict")
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{filename} does not hold a state_dict (a mapping from names to tensors)")
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{filename} holds entries that are not tensors", [f"{k} is not a tensor" for k in bad])
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], filename: str = "the weights") -> None:
+    """Raise ``WeightsError`` listing missing keys, unexpected keys and shape mismatches."""
+    expected = model.state_dict()
+    problems = []
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    problems += [f"missing {k} {list(expected[k].shape)}" for k in missing]
+    problems += [f"unexpected {k} {list(state[k].shape)}" for k in unexpected]
+    for key in expected.keys() & state.keys():
+        if tuple(expected[key].shape) != tuple(state[key].shape):
+            problems.append(f"{key}: the model has {list(expected[key].shape)}, the file {list(state[key].shape)}")
+    if problems:
+        raise WeightsError(f"{filename} does not fit this model ({len(problems)} mismatches)", problems)
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], filename: str) -> None:
+    check_state_dict(model, state, filename)
+    model.load_state_dict(state, strict=True)
+
+
+def torchvision_cache() -> list[dict[str, Any]]:
+    """torchvision weight files already in the local torch cache, with the zoo config each fits. Never downloads."""
+    directory = Path(torch.hub.get_dir()) / "checkpoints"
+    found = []
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.iterdir()):
+        match = TORCHVISION_FILE.match(path.name)
+        if not match:
+            continue
+        architecture, config = torchvision_config(match.group("name"))
+        found.append(
+            {
+                "id": f"torchvision:{path.name}",
+                "name": match.group("name"),
+                "file": path.name,
+                "architecture": architecture,
+                "config": config,
+                "bytes": path.stat().st_size,
+            }
+        )
+    return found
+
+
+def torchvision_config(name: str) -> tuple[str, dict[str, Any]]:
+    """torchvision model name -> (zoo architecture, config) with the same state_dict layout."""
+    if name == "alexnet":
+        return "alexnet", {"variant": "torchvision"}
+    if name.startswith("vgg"):
+        return "vgg", {"depth": int(name[3:5]), "batch_norm": name.endswith("_bn")}
+    if name.startswith("wide_resnet"):
+        return "resnet", {"depth": int(name[len("wide_resnet") :].split("_")[0]), "width_per_group": 128}
+    if name.startswith("resnext"):
+        depth, card = name[len("resnext") :].split("_")
+        groups, width = card.split("x")
+        return "resnet", {"depth": int(depth), "groups": int(groups), "width_per_group": int(width.rstrip("d"))}
+    return "resnet", {"depth": int(name[len("resnet") :])}
+
+
+def torchvision_state_dict(file_id: str) -> dict[str, torch.Tensor]:
+    name = file_id.removeprefix("torchvision:")
+    for entry in torchvision_cache():
+        if entry["file"] == name:
+            path = Path(torch.hub.get_dir()) / "checkpoints" / name
+            return read_state_dict(path.read_bytes(), name)
+    raise InputError(f"no torchvision file {name!r} in the local torch cache; nothing is ever downloaded", "weights")
+
+
+def describe_digits() -> str:
+    meta = digits_metadata()
+    accuracy = float(meta.get("test_accuracy", "nan"))
+    return (
+        f"LeNet-5 ({json.loads(meta.get('config', '{}')).get('variant', 'modern')}) trained by Layerscope on "
+        f"scikit-learn's digits: {meta.get('test_correct')}/{meta.get('test_total')} held-out digits right "
+        f"({accuracy:.1%})"
+    )
