@@ -24,6 +24,7 @@ from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetE
 from .render.csv import memory_csv, summary_csv
 from .render.table import memory_table, simple_table, summary_table
 from .render.units import format_count
+from .settings import get_settings
 
 USER_ERRORS = (EngineError, ConfigError, UnknownArchitectureError, UnknownPresetError)
 
@@ -135,10 +136,25 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's options: command-line flags first, then LAYERSCOPE_* settings."""
+    settings = get_settings()
+    return {
+        "host": args.host or settings.host,
+        "port": args.port or settings.port,
+        "workers": args.workers or settings.workers,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_s,
+        "timeout_keep_alive": 5,
+        "access_log": False,  # the app writes its own JSON access lines
+        "proxy_headers": True,
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers, log_level="info")
+    uvicorn.run("app.main:app", **serve_options(args))
     return 0
 
 
@@ -171,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     memory.set_defaults(run=cmd_memory)
 
     serve = commands.add_parser("serve", help="start the web app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--host", help="default: LAYERSCOPE_HOST, or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: LAYERSCOPE_PORT, or 8000")
+    serve.add_argument("--workers", type=int, help="default: LAYERSCOPE_WORKERS, or 1")
     serve.set_defaults(run=cmd_serve)
     return parser
 

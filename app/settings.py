@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         6000, ge=10, le=1_000_000, description="Models with more modules than this are refused on every endpoint."
     )
     access_log: bool = Field(True, description="Write one JSON line per request to stdout.")
+    graceful_shutdown_s: float = Field(
+        20.0, ge=0, le=600, description="On SIGTERM, how long in-flight requests may finish before workers stop."
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Server log level (access lines are written separately, as JSON)."
+    )
 
 
 @lru_cache

@@ -1,7 +1,16 @@
-"""Real runs (measured memory, feature maps, attention) go one at a time per device."""
+"""Real runs (measured memory, feature maps, attention) go one at a time per device.
+
+A thread semaphore orders the requests of one worker process; an advisory file
+lock (one file per device, in the temp folder) orders the worker processes of
+one host or container. Past the wait limit the caller gets ``DeviceBusyError``
+(HTTP 503).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,11 +20,13 @@ from .errors import DeviceBusyError
 
 
 class DeviceGate:
-    """A semaphore with a wait limit: past it, the caller gets ``DeviceBusyError`` (HTTP 503)."""
+    """At most ``slots`` real runs at once in this process, and one at a time across processes."""
 
-    def __init__(self, slots: int = 1, timeout_s: float | Callable[[], float] = 20.0) -> None:
+    def __init__(self, slots: int = 1, timeout_s: float | Callable[[], float] = 20.0, device: str = "cpu") -> None:
         self._semaphore = threading.BoundedSemaphore(slots)
         self._timeout = timeout_s
+        safe = "".join(c if c.isalnum() else "-" for c in device)
+        self.lock_path = os.path.join(tempfile.gettempdir(), f"layerscope-{safe}-{os.getuid()}.lock")
         self.active = 0
 
     @property
@@ -25,11 +36,34 @@ class DeviceGate:
     @contextmanager
     def held(self) -> Iterator[None]:
         start = time.monotonic()
-        if not self._semaphore.acquire(timeout=self.timeout_s):
+        timeout = self.timeout_s
+        if not self._semaphore.acquire(timeout=timeout):
             raise DeviceBusyError(time.monotonic() - start)
-        self.active += 1
         try:
-            yield
+            with self._process_lock(start, timeout):
+                self.active += 1
+                try:
+                    yield
+                finally:
+                    self.active -= 1
         finally:
-            self.active -= 1
             self._semaphore.release()
+
+    @contextmanager
+    def _process_lock(self, start: float, timeout: float) -> Iterator[None]:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() - start > timeout:
+                        raise DeviceBusyError(time.monotonic() - start) from None
+                    time.sleep(0.02)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -40,7 +40,7 @@ class ReportService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = ReportCache(settings.cache_size)
-        self.gate = DeviceGate(1, lambda: self.settings.real_run_timeout_s)
+        self.gate = DeviceGate(1, lambda: self.settings.real_run_timeout_s, device=self.device)
         self._slots: asyncio.Semaphore | None = None
         self.real = RealRuns(self.gate, self.device, settings)
 
