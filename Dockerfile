@@ -17,7 +17,8 @@ WORKDIR /build
 RUN if [ "$TORCH_FLAVOR" = "cuda" ]; then \
         pip install --no-cache-dir "torch==${TORCH_VERSION}"; \
     else \
-        pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}"; \
+        pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}" \
+            --extra-index-url https://pypi.org/simple; \
     fi
 # Then the other dependencies, read from pyproject.toml: a change to the code does not reinstall them.
 COPY pyproject.toml ./

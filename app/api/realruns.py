@@ -8,6 +8,7 @@ request and dropped with it (nothing uploaded is kept).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -94,14 +95,24 @@ class RealRuns:
         self.settings = settings
         self._models: OrderedDict[str, tuple[nn.Module, WeightsInfo]] = OrderedDict()
         self._lock = threading.Lock()
+        self._estimates: dict[str, int] = {}
 
     # ------------------------------------------------------------ models and weights
 
     def _check_budget(self, name: str, config: dict[str, Any], input_size: Any) -> None:
-        estimate = estimate_memory(name, config, input_size, batch_size=1, mode="inference", device=str(self.device))
+        """Refuse a real run whose allocation-free estimate is over the budget (estimates are remembered)."""
+        key = json.dumps([name, config, list(input_size)], sort_keys=True)
+        peak = self._estimates.get(key)
+        if peak is None:
+            estimate = estimate_memory(
+                name, config, input_size, batch_size=1, mode="inference", device=str(self.device)
+            )
+            peak = self._estimates[key] = estimate.peak_bytes
+            if len(self._estimates) > 256:
+                self._estimates.pop(next(iter(self._estimates)))
         budget = self.settings.memory_budget_mb * 2**20
-        if estimate.peak_bytes > budget:
-            raise MemoryBudgetError(estimate.peak_bytes, budget)
+        if peak > budget:
+            raise MemoryBudgetError(peak, budget)
 
     def _weights_for(
         self, name: str, config: dict[str, Any], source: str
