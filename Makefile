@@ -38,7 +38,10 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/summary_speed.py
+	$(BIN)/python bench/large_models.py
 	$(BIN)/python bench/memory_accuracy.py
+	$(BIN)/python bench/feature_maps_speed.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache test-output

@@ -226,7 +226,9 @@ def _batch_norm(m: nn.BatchNorm2d, inp: Shape | None, out: Shape | None) -> list
     if m.track_running_stats:
         lines.append(
             f"buffers = 2*{c} + 1 = {n(2 * c + 1)} (running mean and variance per channel, batches seen); "
-            f"updated as mu <- (1 - {m.momentum})*mu + {m.momentum}*mu_B, used instead of the batch's at eval"
+            f"updated as mu <- (1 - {m.momentum})*mu + {m.momentum}*mu_B (PyTorch's momentum {m.momentum} is the "
+            f"notes' m = {1 - (m.momentum or 0):g}), running_var keeping the unbiased batch variance; "
+            "used instead of the batch's statistics at eval"
         )
     return lines
 
@@ -308,9 +310,13 @@ def _dropout(m: nn.Dropout, inp: Shape | None, out: Shape | None) -> list[str]:
     p = m.p
     if p == 0:
         return ["p = 0: the identity"]
+    scale = 1 / (1 - p)
+    example = [v * scale * keep for v, keep in zip((2, 8, -3, 11, 5), (1, 0, 1, 0, 1), strict=True)]
+    shown = ", ".join(f"{v:g}" for v in example)
     return [
         f"p = {p:g}: in training each {'channel' if type(m) is not nn.Dropout else 'value'} is zeroed with "
-        f"probability {p:g} and the kept ones scaled by 1/(1 - {p:g}) = {1 / (1 - p):.4g} (inverted dropout)",
+        f"probability {p:g} and the kept ones scaled by 1/(1 - {p:g}) = {scale:.4g} (inverted dropout)",
+        f"e.g. x = (2, 8, -3, 11, 5) with mask (1, 0, 1, 0, 1) gives ({shown}): every position stays",
         "at evaluation it is the identity: nothing is rescaled at test time",
     ]
 

@@ -26,7 +26,7 @@ DIGITS_WEIGHTS = ROOT / "models" / "weights" / "lenet5_digits.safetensors"
 DIGITS_CONFIG: dict[str, Any] = {"variant": "modern"}
 TORCHVISION_FILE = re.compile(
     r"^(?P<name>resnet(18|34|50|101|152)|alexnet|vgg(11|13|16|19)(_bn)?|wide_resnet(50|101)_2|"
-    r"resnext50_32x4d|resnext101_32x8d)-[0-9a-f]{6,}\.pth$"
+    r"resnext50_32x4d|resnext101_32x8d)-(?:owt-)?[0-9a-f]{6,}\.pth$"
 )
 
 

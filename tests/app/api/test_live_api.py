@@ -191,3 +191,24 @@ def test_attention_bad_input(client) -> None:
         "/api/attention", json={"architecture": "gpt", "config": {"preset": "nano", "vocab_size": 100}, "text": "hi"}
     )
     assert response.status_code == 422 and response.json()["field"] == "config.vocab_size"
+
+
+def test_torchvision_files_in_the_local_cache_are_offered(client, tmp_path, monkeypatch) -> None:
+    import models
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    torch.manual_seed(3)
+    state = models.build_model("alexnet", {"variant": "torchvision"}).state_dict()
+    torch.save(state, checkpoints / "alexnet-owt-7be5be79.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    sources = client.get("/api/weights?architecture=alexnet").json()
+    offered = next(s for s in sources if s["id"].startswith("torchvision:"))
+    assert offered["id"] == "torchvision:alexnet-owt-7be5be79.pth"
+    assert offered["config"] == {"variant": "torchvision"}
+    body = {"architecture": "alexnet", "config": {"variant": "torchvision"}, "sample": "cat", "weights": offered["id"]}
+    response = client.post("/api/feature-maps", json=body)
+    assert response.status_code == 200, response.text
+    assert "torchvision" in response.json()["weights"]["label"]
+    wrong = client.post("/api/feature-maps", json={**body, "config": {"variant": "original"}})
+    assert wrong.status_code == 422 and wrong.json()["field"] == "config"
