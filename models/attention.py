@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 AttentionImpl = Literal["sdpa", "math"]
+ATTENTION_IMPL_DESCRIPTION = (
+    "sdpa: PyTorch's fused attention kernel; math: softmax(QK^T/sqrt(d_k))V written out, keeping the weights."
+)
 
 
 class MultiHeadAttention(nn.Module):

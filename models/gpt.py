@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from .attention import AttentionImpl, MultiHeadAttention
+from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -31,9 +31,7 @@ class GPTConfig(ArchitectureConfig):
     bias: bool = Field(True, description="Biases in the linear layers and LayerNorms, as GPT-2 has.")
     tie_embeddings: bool = Field(True, description="Reuse the token embedding as the output projection.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on embeddings, attention and residual branches.")
-    attention: AttentionImpl = Field(
-        "sdpa", description="sdpa: PyTorch's fused attention kernel; math: softmax(QK^T/sqrt(d_k))V written out."
-    )
+    attention: AttentionImpl = Field("sdpa", description=ATTENTION_IMPL_DESCRIPTION)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> GPTConfig:

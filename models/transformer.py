@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .attention import AttentionImpl, MultiHeadAttention
+from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -38,9 +38,7 @@ class TransformerConfig(ArchitectureConfig):
     )
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on embeddings and every sub-layer output.")
     max_len: int = Field(512, ge=1, le=65_536, description="Longest sequence the positional table covers.")
-    attention: AttentionImpl = Field(
-        "sdpa", description="sdpa: PyTorch's fused attention kernel; math: softmax(QK^T/sqrt(d_k))V written out."
-    )
+    attention: AttentionImpl = Field("sdpa", description=ATTENTION_IMPL_DESCRIPTION)
 
 
 class TokenEmbedding(nn.Module):

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from .attention import AttentionImpl, MultiHeadAttention
+from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -27,9 +27,7 @@ class ViTConfig(ArchitectureConfig):
     mlp_dim: int = Field(3072, ge=1, le=131_072, description="Hidden width of each block's MLP.")
     num_classes: int = Field(1000, ge=1, le=100_000, description="Number of output classes.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after embeddings and in each MLP.")
-    attention: AttentionImpl = Field(
-        "sdpa", description="sdpa: PyTorch's fused attention kernel; math: softmax(QK^T/sqrt(d_k))V written out."
-    )
+    attention: AttentionImpl = Field("sdpa", description=ATTENTION_IMPL_DESCRIPTION)
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ViTConfig:

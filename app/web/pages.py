@@ -43,29 +43,16 @@ def _render(request: Request, page: str, title: str) -> HTMLResponse:
     )
 
 
-@router.get("/", response_class=HTMLResponse)
-def explorer(request: Request) -> HTMLResponse:
-    return _render(request, "explorer", "Explorer")
+def _page(name: str, title: str):
+    def page(request: Request) -> HTMLResponse:
+        return _render(request, name, title)
+
+    page.__name__ = f"{name}_page"
+    return page
 
 
-@router.get("/compare", response_class=HTMLResponse)
-def compare(request: Request) -> HTMLResponse:
-    return _render(request, "compare", "Compare")
-
-
-@router.get("/build", response_class=HTMLResponse)
-def build(request: Request) -> HTMLResponse:
-    return _render(request, "build", "Build")
-
-
-@router.get("/features", response_class=HTMLResponse)
-def features(request: Request) -> HTMLResponse:
-    return _render(request, "features", "Feature maps")
-
-
-@router.get("/attention", response_class=HTMLResponse)
-def attention(request: Request) -> HTMLResponse:
-    return _render(request, "attention", "Attention")
+for _path, _name, _title in PAGES:
+    router.add_api_route(_path, _page(_name, _title), methods=["GET"], response_class=HTMLResponse)
 
 
 @router.get("/static/vendor/plotly.min.js")
