@@ -123,7 +123,7 @@ PRESETS = {
         {"d_model": 4096, "layers": 32, "heads": 32, "context": 2048},
     ),
     "nano": (
-        "A tiny character-level GPT",
+        "A tiny GPT: 4 layers, d_model 128, 512 tokens",
         {"vocab_size": 512, "context": 256, "d_model": 128, "layers": 4, "heads": 4},
     ),
 }

@@ -40,11 +40,9 @@ from ..engine.images import Prepared, decode_image, digit_input, imagenet_input,
 from ..engine.memory import estimate_memory
 from ..engine.tokenizer import bundled_tokenizer
 from ..engine.weights import (
-    DIGITS_CONFIG,
+    BUNDLED,
     WeightsInfo,
-    describe_digits,
     digits_metadata,
-    digits_state_dict,
     load_into,
     read_state_dict,
     torchvision_cache,
@@ -120,14 +118,14 @@ class RealRuns:
         if source == "random":
             return None, WeightsInfo("random", "random initialisation (seed 0): untrained weights")
         if source == "trained":
-            if name != "lenet5":
-                raise InputError(
-                    "trained weights are bundled for lenet5 only; use random or upload your own", "weights"
-                )
-            wanted = models.get_architecture("lenet5").parse_config(DIGITS_CONFIG).model_dump(mode="json")
+            bundled = BUNDLED.get(name)
+            if bundled is None:
+                known = ", ".join(BUNDLED)
+                raise InputError(f"trained weights are bundled for {known} only; use random or your own", "weights")
+            wanted = models.get_architecture(name).parse_config(bundled.config).model_dump(mode="json")
             if config != wanted:
-                raise InputError(f"the trained LeNet-5 weights need the config {DIGITS_CONFIG}", "config")
-            return digits_state_dict(), WeightsInfo("trained", describe_digits())
+                raise InputError(f"the trained {name} weights need the config {bundled.config}", "config")
+            return bundled.state_dict(), WeightsInfo("trained", bundled.describe())
         if source.startswith("torchvision:"):
             entry = next((e for e in torchvision_cache() if e["id"] == source), None)
             if entry is None:
@@ -290,8 +288,16 @@ def weight_sources(architecture: str | None = None) -> list[dict[str, Any]]:
     sources: list[dict[str, Any]] = [
         {"id": "random", "label": "random initialisation (seed 0)", "architecture": None, "config": None}
     ]
-    with contextlib.suppress(InputError):  # the bundled file is missing only in a broken checkout
-        sources.append({"id": "trained", "label": describe_digits(), "architecture": "lenet5", "config": DIGITS_CONFIG})
+    for bundled in BUNDLED.values():
+        with contextlib.suppress(InputError):  # a bundled file is missing only in a broken checkout
+            sources.append(
+                {
+                    "id": "trained",
+                    "label": bundled.describe(),
+                    "architecture": bundled.architecture,
+                    "config": bundled.config,
+                }
+            )
     for entry in torchvision_cache():
         sources.append(
             {

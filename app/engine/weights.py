@@ -24,6 +24,8 @@ from .errors import InputError
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS_WEIGHTS = ROOT / "models" / "weights" / "lenet5_digits.safetensors"
 DIGITS_CONFIG: dict[str, Any] = {"variant": "modern"}
+GPT_WEIGHTS = ROOT / "models" / "weights" / "gpt_nano_corpus.safetensors"
+GPT_CONFIG: dict[str, Any] = {"preset": "nano"}
 TORCHVISION_FILE = re.compile(
     r"^(?P<name>resnet(18|34|50|101|152)|alexnet|vgg(11|13|16|19)(_bn)?|wide_resnet(50|101)_2|"
     r"resnext50_32x4d|resnext101_32x8d)-(?:owt-)?[0-9a-f]{6,}\.pth$"
@@ -63,6 +65,39 @@ def load_digits_split() -> tuple[tuple[Any, Any], tuple[Any, Any]]:
         digits.data, digits.target, test_size=0.2, stratify=digits.target, random_state=0
     )
     return (x_train, y_train), (x_test, y_test)
+
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """Weights trained by the project and shipped with it, for one config of one family."""
+
+    architecture: str
+    path: Path
+    config: dict[str, Any]
+
+    def metadata(self) -> dict[str, str]:
+        if not self.path.exists():
+            raise InputError(f"the bundled {self.architecture} weights are missing ({self.path.name})", "weights")
+        with safe_open(str(self.path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors, floats in float32; a tied output layer gets its shared matrix back."""
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in load_safetensors(self.path.read_bytes()).items()
+        }
+        if self.metadata().get("tied") == "lm_head.weight = wte.weight":
+            state["lm_head.weight"] = state["wte.weight"]
+        return state
+
+    def describe(self) -> str:
+        return describe_digits() if self.architecture == "lenet5" else self.metadata().get("description", "")
+
+
+BUNDLED = {
+    "lenet5": BundledWeights("lenet5", DIGITS_WEIGHTS, DIGITS_CONFIG),
+    "gpt": BundledWeights("gpt", GPT_WEIGHTS, GPT_CONFIG),
+}
 
 
 def digits_metadata() -> dict[str, str]:

@@ -5,7 +5,7 @@ import { draw } from "./charts.js";
 import { escapeHtml } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { arch: "gpt", preset: "nano", layer: 0, head: 0, text: "" };
+const state = { arch: "gpt", preset: "nano", weights: "trained", layer: 0, head: 0, text: "" };
 let report = null;
 let generation = 0;
 
@@ -14,12 +14,13 @@ function readUrl() {
   state.arch = params.get("a") || "gpt";
   state.preset = params.get("p") ?? (state.arch === "gpt" ? "nano" : "tiny");
   state.text = params.get("t") || $("at-text").value;
+  state.weights = params.get("w") || (state.arch === "gpt" && state.preset === "nano" ? "trained" : "random");
   state.layer = Number.parseInt(params.get("l") || "0", 10) || 0;
   state.head = Number.parseInt(params.get("h") || "0", 10) || 0;
 }
 
 function writeUrl() {
-  const params = new URLSearchParams({ a: state.arch, p: state.preset, t: state.text, l: state.layer, h: state.head });
+  const params = new URLSearchParams({ a: state.arch, p: state.preset, w: state.weights, t: state.text, l: state.layer, h: state.head });
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
 
@@ -29,6 +30,15 @@ async function loadPresets() {
   $("at-preset").innerHTML = info.presets.map((p) => `<option value="${escapeHtml(p.name)}">${escapeHtml(p.title)}</option>`).join("");
   if (!info.presets.some((p) => p.name === state.preset)) state.preset = info.presets[info.presets.length - 1].name;
   $("at-preset").value = state.preset;
+  syncWeights();
+}
+
+function syncWeights() {
+  // The bundled trained weights fit the nano GPT only.
+  const trainable = state.arch === "gpt" && state.preset === "nano";
+  $("at-weights-source").querySelector('option[value="trained"]').disabled = !trainable;
+  if (!trainable) state.weights = "random";
+  $("at-weights-source").value = state.weights;
 }
 
 async function run() {
@@ -37,7 +47,7 @@ async function run() {
   try {
     const result = await post(
       "/api/attention",
-      { architecture: state.arch, config: { preset: state.preset }, text: state.text },
+      { architecture: state.arch, config: { preset: state.preset }, text: state.text, weights: state.weights },
       { busyText: "Running the model…" },
     );
     if (mine !== generation) return;
@@ -144,6 +154,7 @@ function bind() {
   $("at-arch").addEventListener("change", async () => {
     state.arch = $("at-arch").value;
     state.preset = state.arch === "gpt" ? "nano" : "tiny";
+    state.weights = state.arch === "gpt" ? "trained" : "random";
     state.layer = 0;
     state.head = 0;
     await loadPresets();
@@ -151,6 +162,11 @@ function bind() {
   });
   $("at-preset").addEventListener("change", () => {
     state.preset = $("at-preset").value;
+    syncWeights();
+    run();
+  });
+  $("at-weights-source").addEventListener("change", () => {
+    state.weights = $("at-weights-source").value;
     run();
   });
   $("at-layer").addEventListener("change", () => {

@@ -201,3 +201,19 @@ def test_attention_rows_sum_to_one_and_the_causal_mask_holds(name: str, config: 
         if layer.kind == "causal":
             assert torch.all(weights.triu(1) == 0)
     assert all(not m.record_weights for m in model.modules() if hasattr(m, "record_weights"))
+
+
+def test_bundled_gpt_has_learned_its_corpus() -> None:
+    import torch.nn.functional as F
+
+    from app.engine.tokenizer import CORPUS_FILE
+    from app.engine.weights import BUNDLED
+
+    bundled = BUNDLED["gpt"]
+    model = models.build_model("gpt", bundled.config)
+    load_into(model, bundled.state_dict(), bundled.path.name)
+    assert model.lm_head.weight is model.wte.weight  # tying survives loading
+    ids = torch.tensor(bundled_tokenizer().encode(CORPUS_FILE.read_text(encoding="utf-8")).ids[:129])  # trained on 128
+    with torch.no_grad():
+        loss = F.cross_entropy(model.eval()(ids[None, :-1])[0], ids[1:]).item()
+    assert loss < 0.5 < float(bundled.metadata()["loss"]) + 1  # near its recorded loss; random weights give ~6.2
