@@ -193,9 +193,6 @@ class Registry:
     def __iter__(self):
         return iter(self._items.values())
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
 
 REGISTRY = Registry()
 

@@ -24,7 +24,7 @@ import models  # noqa: E402
 from app.engine.activations import default_layers, run_and_capture  # noqa: E402
 from app.engine.images import decode_image, digit_input, imagenet_input  # noqa: E402
 from app.engine.memory import estimate_memory  # noqa: E402
-from app.engine.weights import digits_metadata, digits_state_dict, load_into  # noqa: E402
+from app.engine.weights import BUNDLED, load_into  # noqa: E402
 
 MEMORY_CASES = [
     ("resnet", {"depth": 18}, None, 32, "train", "adam", "fp32"),
@@ -52,8 +52,8 @@ def feature_map_check(lines: list[str]) -> bool:
         torch.manual_seed(0)
         model = models.build_model(name, config).eval()
         if name == "lenet5":
-            load_into(model, digits_state_dict(), "lenet5_digits.safetensors")
-            meta = digits_metadata()
+            load_into(model, BUNDLED["lenet5"].state_dict(), "lenet5_digits.safetensors")
+            meta = BUNDLED["lenet5"].metadata()
             x = digit_input(image, float(meta["normalize_mean"]), float(meta["normalize_std"])).tensor
         else:
             x = imagenet_input(image, (224, 224)).tensor

@@ -93,6 +93,8 @@ def main() -> None:
         "test_correct": str(correct),
         "test_total": str(len(test_labels)),
         "test_accuracy": f"{correct / len(test_labels):.4f}",
+        "description": f"LeNet-5 ({DIGITS_CONFIG['variant']}) trained by Layerscope on scikit-learn's digits: "
+        f"{correct}/{len(test_labels)} held-out digits right ({correct / len(test_labels):.1%})",
         "epochs": str(args.epochs),
         "seed": str(args.seed),
     }

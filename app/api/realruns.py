@@ -8,10 +8,10 @@ request and dropped with it (nothing uploaded is kept).
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,10 @@ from ..engine.activations import (
 from ..engine.attention_maps import MAX_TOKENS, AttentionReport, MergeStep, attention_maps, encode, positional_table
 from ..engine.errors import InputError, MemoryBudgetError
 from ..engine.images import Prepared, decode_image, digit_input, imagenet_input, plain_input
-from ..engine.memory import estimate_memory
 from ..engine.tokenizer import bundled_tokenizer
 from ..engine.weights import (
     BUNDLED,
     WeightsInfo,
-    digits_metadata,
     load_into,
     read_state_dict,
     torchvision_cache,
@@ -87,27 +85,25 @@ class Upload:
 class RealRuns:
     """Builds and runs real models; one instance per service."""
 
-    def __init__(self, gate: DeviceGate, device: str, settings: Settings) -> None:
+    def __init__(
+        self,
+        gate: DeviceGate,
+        device: str,
+        settings: Settings,
+        inference_peak: Callable[[str, dict[str, Any], list[int]], int],
+    ) -> None:
         self.gate = gate
         self.device = torch.device(device)
         self.settings = settings
+        self.inference_peak = inference_peak  # the service's cached allocation-free estimate
         self._models: OrderedDict[str, tuple[nn.Module, WeightsInfo]] = OrderedDict()
         self._lock = threading.Lock()
-        self._estimates: dict[str, int] = {}
 
     # ------------------------------------------------------------ models and weights
 
     def _check_budget(self, name: str, config: dict[str, Any], input_size: Any) -> None:
-        """Refuse a real run whose allocation-free estimate is over the budget (estimates are remembered)."""
-        key = json.dumps([name, config, list(input_size)], sort_keys=True)
-        peak = self._estimates.get(key)
-        if peak is None:
-            estimate = estimate_memory(
-                name, config, input_size, batch_size=1, mode="inference", device=str(self.device)
-            )
-            peak = self._estimates[key] = estimate.peak_bytes
-            if len(self._estimates) > 256:
-                self._estimates.pop(next(iter(self._estimates)))
+        """Refuse a real run whose allocation-free estimate is over the budget."""
+        peak = self.inference_peak(name, config, list(input_size))
         budget = self.settings.memory_budget_mb * 2**20
         if peak > budget:
             raise MemoryBudgetError(peak, budget)
@@ -181,7 +177,7 @@ class RealRuns:
         size = tuple(arch.default_input(parsed))
         image = decode_image(image_bytes, self.settings.max_image_pixels)
         if name == "lenet5" and source == "trained":
-            meta = digits_metadata()
+            meta = BUNDLED["lenet5"].metadata()
             return digit_input(image, float(meta["normalize_mean"]), float(meta["normalize_std"]))
         if name in IMAGENET_FAMILIES:
             return imagenet_input(image, size[1:])

@@ -7,7 +7,6 @@ import io
 
 from fastapi.responses import Response
 
-from ..engine.memory_report import MemoryReport
 from ..engine.report import SummaryReport
 from ..render.csv import memory_csv, summary_csv
 from .cache import CachedReport
@@ -50,6 +49,3 @@ def compare_response(report: CompareReport, as_csv: bool) -> Response:
             ]
         )
     return Response(content=buffer.getvalue(), media_type=CSV)
-
-
-__all__ = ["CSV", "JSON", "MemoryReport", "compare_response", "report_response"]

@@ -42,7 +42,7 @@ class ReportService:
         self.cache = ReportCache(settings.cache_size)
         self.gate = DeviceGate(1, lambda: self.settings.real_run_timeout_s, device=self.device)
         self._slots: asyncio.Semaphore | None = None
-        self.real = RealRuns(self.gate, self.device, settings)
+        self.real = RealRuns(self.gate, self.device, settings, self.inference_peak)
 
     @property
     def device(self) -> str:
@@ -86,9 +86,6 @@ class ReportService:
             "dtype": request.dtype,
         }
 
-    def _cached(self, key: str) -> CachedReport | None:
-        return self.cache.get(key)
-
     def _store(self, key: str | None, report: SummaryReport | MemoryReport) -> CachedReport:
         item = CachedReport(report=report, json=report.model_dump_json().encode())
         if key is not None:
@@ -98,7 +95,7 @@ class ReportService:
     async def summary(self, request: SummaryRequest) -> CachedReport:
         norm = self.normalize(request)
         key = "summary:" + json.dumps(norm, sort_keys=True)
-        hit = self._cached(key)
+        hit = self.cache.get(key)
         if hit is not None:
             return hit
         report = await self.run(
@@ -113,29 +110,44 @@ class ReportService:
         )
         return self._store(key, report)
 
+    @staticmethod
+    def _memory_key(norm: dict[str, Any], options: dict[str, str]) -> str:
+        return "memory:" + json.dumps({**norm, **options}, sort_keys=True)
+
+    def _estimate(self, norm: dict[str, Any], options: dict[str, str], measure: bool) -> CachedReport:
+        """Run estimate_memory (in the calling thread) and cache the report unless it was measured."""
+        report = estimate_memory(
+            norm["architecture"],
+            norm["config"],
+            norm["shape"],
+            batch_size=norm["batch_size"],
+            dtype=norm["dtype"] if norm["dtype"] != "float32" else None,
+            measure=measure,
+            device=self.device,
+            budget_bytes=self.budget_bytes,
+            max_modules=self.settings.max_modules,
+            real_run=self.gate.held(),
+            **options,
+        )
+        return self._store(None if measure else self._memory_key(norm, options), report)
+
     async def memory(self, request: MemoryRequest) -> CachedReport:
         norm = self.normalize(request)
         options = {"mode": request.mode, "optimizer": request.optimizer, "precision": request.precision}
-        key = None if request.measure else "memory:" + json.dumps({**norm, **options}, sort_keys=True)
-        hit = self._cached(key) if key else None
-        if hit is not None:
-            return hit
-        report = await self.run(
-            lambda: estimate_memory(
-                norm["architecture"],
-                norm["config"],
-                norm["shape"],
-                batch_size=norm["batch_size"],
-                dtype=norm["dtype"] if norm["dtype"] != "float32" else None,
-                measure=request.measure,
-                device=self.device,
-                budget_bytes=self.budget_bytes,
-                max_modules=self.settings.max_modules,
-                real_run=self.gate.held(),
-                **options,
-            )
-        )
-        return self._store(key, report)
+        if not request.measure:
+            hit = self.cache.get(self._memory_key(norm, options))
+            if hit is not None:
+                return hit
+        return await self.run(lambda: self._estimate(norm, options, request.measure))
+
+    def inference_peak(self, name: str, config: dict[str, Any], shape: list[int]) -> int:
+        """Peak of one fp32 inference pass at batch 1, from the report cache when it is there (real runs' budget)."""
+        norm = {"architecture": name, "config": config, "batch_size": 1, "shape": shape, "dtype": "float32"}
+        options = {"mode": "inference", "optimizer": "adam", "precision": "fp32"}
+        hit = self.cache.get(self._memory_key(norm, options))
+        report = (hit or self._estimate(norm, options, measure=False)).report
+        assert isinstance(report, MemoryReport)
+        return report.peak_bytes
 
     async def compare(self, request: CompareRequest) -> CompareReport:
         entries = []

@@ -16,6 +16,8 @@ from torch import nn
 from models.attention import MultiHeadAttention
 from models.transformer import SinusoidalPositionalEncoding, TokenEmbedding
 
+from .fastpath import pool_geometry
+
 Shape = list[int]
 Explainer = Callable[[nn.Module, Shape | None, Shape | None], list[str]]
 
@@ -38,10 +40,6 @@ def _power(k: tuple[int, ...]) -> str:
     if len(set(k)) == 1 and len(k) > 1:
         return f"{k[0]}^{len(k)}"
     return "*".join(str(x) for x in k)
-
-
-def _tuple(value, size: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple | list) else (value,) * size
 
 
 def explains(*types: type) -> Callable[[Explainer], Explainer]:
@@ -189,11 +187,7 @@ def _linear(m: nn.Linear, inp: Shape | None, out: Shape | None) -> list[str]:
 
 @explains(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(m: nn.MaxPool2d, inp: Shape | None, out: Shape | None) -> list[str]:
-    dims = {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:]]
-    k = _tuple(m.kernel_size, dims)
-    s = _tuple(m.stride or m.kernel_size, dims)
-    p = _tuple(m.padding, dims)
-    d = _tuple(getattr(m, "dilation", 1), dims)
+    dims, k, s, p, d = pool_geometry(m)
     kind = "maximum" if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d) else "average"
     lines = []
     if inp:

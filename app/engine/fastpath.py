@@ -78,15 +78,23 @@ def _as_tuple(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,) * dims
 
 
+def pool_geometry(m: nn.Module) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """A pooling layer's spatial dims, kernel, stride (the kernel when unset), padding and dilation, per axis."""
+    dims = _pool_dims(m)
+    return (
+        dims,
+        _as_tuple(m.kernel_size, dims),
+        _as_tuple(m.stride if m.stride else m.kernel_size, dims),
+        _as_tuple(m.padding, dims),
+        _as_tuple(getattr(m, "dilation", 1), dims),
+    )
+
+
 @_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(m: nn.MaxPool2d, x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-    dims = _pool_dims(m)
+    dims, k, s, p, d = pool_geometry(m)
     if m.ceil_mode or x.dim() != dims + 2 or getattr(m, "return_indices", False):
         return None
-    k = _as_tuple(m.kernel_size, dims)
-    s = _as_tuple(m.stride if m.stride else m.kernel_size, dims)
-    p = _as_tuple(m.padding, dims)
-    d = _as_tuple(getattr(m, "dilation", 1), dims)
     out = []
     for size, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d, strict=True):
         if pp > kk // 2:

@@ -519,13 +519,9 @@ def measure_peak(selection: Selection, plan: StepPlan, batch_size: int) -> tuple
     return _measure_cpu(selection, plan, batch_size)
 
 
-def _saved_on_real_step(runner: StepRunner, model: nn.Module) -> int:
-    if runner.plan.mode != "train":
-        return 0
-    ledger = SavedTensorLedger(excluded=[*model.parameters(), *model.buffers(), *runner.external_tensors()])
-    with ledger.recording():
-        runner.run()
-    return ledger.total_bytes
+def _ledger(runner: StepRunner, model: nn.Module) -> SavedTensorLedger:
+    """Counts what the measured step saves for backward (it allocates nothing itself)."""
+    return SavedTensorLedger(excluded=[*model.parameters(), *model.buffers(), *runner.external_tensors()])
 
 
 def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> tuple[int, int, str]:
@@ -538,10 +534,11 @@ def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> tuple
         runner.ensure_targets()
         # Everything alive before profiling starts stays alive throughout: its bytes are the baseline.
         baseline = _storage_bytes([*model.parameters(), *model.buffers(), *runner.external_tensors()])
+        ledger = _ledger(runner, model)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             if plan.mode == "train":
                 runner.run()  # warm-up: gradients and optimizer state are allocated inside the profile
-            with record_function(MEASURE_RANGE):
+            with record_function(MEASURE_RANGE), ledger.recording():
                 runner.run()
         start, end = kineto_range(prof, MEASURE_RANGE)
         live = baseline
@@ -557,8 +554,7 @@ def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> tuple
             peak = live if peak is None else peak
             live += nbytes
             peak = max(peak, live)
-        saved = _saved_on_real_step(runner, model)
-    return (peak if peak is not None else live), saved, "torch.profiler allocation events (CPU)"
+    return (peak if peak is not None else live), ledger.total_bytes, "torch.profiler allocation events (CPU)"
 
 
 def _measure_cuda(selection: Selection, plan: StepPlan, batch_size: int) -> tuple[int, int, str]:  # pragma: no cover
@@ -581,10 +577,12 @@ def _measure_cuda(selection: Selection, plan: StepPlan, batch_size: int) -> tupl
             runner.run()
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        runner.run()
+        ledger = _ledger(runner, model)
+        with ledger.recording():
+            runner.run()
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - baseline
-        saved = _saved_on_real_step(runner, model)
+        saved = ledger.total_bytes
     del runner, model
     torch.cuda.empty_cache()
     return peak, saved, "torch.cuda.max_memory_allocated (after warm-up, relative to the baseline)"

@@ -13,6 +13,7 @@ import math
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -100,7 +101,7 @@ class FlopCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
-        self._formulas = {**flop_registry, **_cpu_sdpa_formulas(), **_composite_formulas()}
+        self._formulas = _all_formulas()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -164,6 +165,12 @@ def _composite_formulas() -> dict[Any, Any]:
     }
 
 
+@lru_cache(maxsize=1)
+def _all_formulas() -> dict[Any, Any]:
+    """torch's flop formulas plus ours, assembled once."""
+    return {**flop_registry, **_cpu_sdpa_formulas(), **_composite_formulas()}
+
+
 def flop_counter() -> FlopCounter:
     return FlopCounter()
 
@@ -202,9 +209,7 @@ if _MemTracker is not None:
                     self._peak_mem[device] = total
                     self._peak_mem_snap[device] = dict(snapshot)
                     if total >= self.peak_total:
-                        self.peak_total = total
-                        self.peak_phase = self.phase
-                        self.peak_saved = self.saved_live()
+                        self._new_peak(total)
 
         def peak_by_category(self) -> dict[str, int]:
             """Bytes per category at the peak, summed over devices: parameter, buffer, gradient,
@@ -217,36 +222,38 @@ if _MemTracker is not None:
             return result
 
         def peak_bytes(self) -> int:
-            return sum(s.get("Total", 0) for s in self.get_tracker_snapshot("peak").values())
+            return sum(self._peak_mem.values())
 
         def current_bytes(self) -> int:
-            return sum(s.get("Total", 0) for s in self.get_tracker_snapshot("current").values())
+            return sum(snapshot.get(_TOTAL_KEY, 0) for snapshot in self._curr_mem_snap.values())
+
+        def _new_peak(self, total: int) -> None:
+            self.peak_total = total
+            self.peak_phase = self.phase
+            self.peak_saved = self.saved_live()
 
         def note_transient(self, extra: int) -> None:
             """Bytes live for a moment inside the op that just ran, beyond what it returned (kernel workspaces)."""
             if extra <= 0:
                 return
-            current = self.get_tracker_snapshot("current")
-            total = sum(s.get("Total", 0) for s in current.values())
+            total = self.current_bytes()
             if total + extra <= self.peak_bytes():
                 return
+            current = self._curr_mem_snap
             device = next(iter(current), torch.device("cpu"))
-            snapshot = {key: value for key, value in current.get(device, {}).items()}
+            snapshot = dict(current.get(device, {}))
             snapshot[_MemRefType.TEMP] = snapshot.get(_MemRefType.TEMP, 0) + extra
-            snapshot["Total"] = snapshot.get("Total", 0) + extra
+            snapshot[_TOTAL_KEY] = snapshot.get(_TOTAL_KEY, 0) + extra
             self._peak_mem_snap = {**{d: dict(s) for d, s in current.items()}, device: snapshot}
-            self._peak_mem = {d: s.get("Total", 0) for d, s in self._peak_mem_snap.items()}
-            self.peak_total = total + extra
-            self.peak_phase = self.phase
-            self.peak_saved = self.saved_live()
+            self._peak_mem = {d: s.get(_TOTAL_KEY, 0) for d, s in self._peak_mem_snap.items()}
+            self._new_peak(total + extra)
 
         def set_phase(self, phase: str) -> None:
             self.phase = phase
-            # A phase change can itself start at the peak (e.g. the optimizer step with nothing freed yet).
-            if self.current_bytes() > self.peak_total:
-                self.peak_total = self.current_bytes()
-                self.peak_phase = phase
-                self.peak_saved = self.saved_live()
+            # A phase can start at the peak (e.g. the optimizer step before anything is freed).
+            total = self.current_bytes()
+            if total > self.peak_total:
+                self._new_peak(total)
 
 else:  # pragma: no cover
     PhaseMemTracker = None  # type: ignore[assignment,misc]

@@ -8,7 +8,6 @@ model's keys and shapes before loading, and every mismatch is listed.
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,25 +90,14 @@ class BundledWeights:
         return state
 
     def describe(self) -> str:
-        return describe_digits() if self.architecture == "lenet5" else self.metadata().get("description", "")
+        """What the weights are, written by their training script into the file's metadata."""
+        return self.metadata().get("description", f"{self.architecture} weights trained by Layerscope")
 
 
 BUNDLED = {
     "lenet5": BundledWeights("lenet5", DIGITS_WEIGHTS, DIGITS_CONFIG),
     "gpt": BundledWeights("gpt", GPT_WEIGHTS, GPT_CONFIG),
 }
-
-
-def digits_metadata() -> dict[str, str]:
-    """Metadata of the bundled LeNet-5: config, normalisation, held-out accuracy."""
-    if not DIGITS_WEIGHTS.exists():
-        raise InputError("the bundled LeNet-5 weights are missing; run scripts/train_lenet_digits.py", "weights")
-    with safe_open(str(DIGITS_WEIGHTS), framework="pt") as handle:
-        return dict(handle.metadata() or {})
-
-
-def digits_state_dict() -> dict[str, torch.Tensor]:
-    return load_safetensors(DIGITS_WEIGHTS.read_bytes())
 
 
 def _unwrap(obj: Any) -> Any:
@@ -218,13 +206,3 @@ def torchvision_state_dict(file_id: str) -> dict[str, torch.Tensor]:
             path = Path(torch.hub.get_dir()) / "checkpoints" / name
             return read_state_dict(path.read_bytes(), name)
     raise InputError(f"no torchvision file {name!r} in the local torch cache; nothing is ever downloaded", "weights")
-
-
-def describe_digits() -> str:
-    meta = digits_metadata()
-    accuracy = float(meta.get("test_accuracy", "nan"))
-    return (
-        f"LeNet-5 ({json.loads(meta.get('config', '{}')).get('variant', 'modern')}) trained by Layerscope on "
-        f"scikit-learn's digits: {meta.get('test_correct')}/{meta.get('test_total')} held-out digits right "
-        f"({accuracy:.1%})"
-    )

@@ -77,11 +77,6 @@ def summary_table(report: SummaryReport, max_depth: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def key_value_table(pairs: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in pairs)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
-
-
 def simple_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     return _render(headers, rows, right or set())
 

@@ -15,10 +15,9 @@ from app.engine.attention_maps import attention_maps
 from app.engine.images import ImageError, decode_image, digits_to_input
 from app.engine.tokenizer import BytePairTokenizer, bundled_tokenizer
 from app.engine.weights import (
+    BUNDLED,
     WeightsError,
     check_state_dict,
-    digits_metadata,
-    digits_state_dict,
     load_digits_split,
     load_into,
     read_state_dict,
@@ -68,9 +67,9 @@ def test_default_layers_follow_the_course() -> None:
 
 
 def test_bundled_lenet_reaches_its_stated_accuracy() -> None:
-    meta = digits_metadata()
+    meta = BUNDLED["lenet5"].metadata()
     model = models.build_model("lenet5", json.loads(meta["config"]))
-    load_into(model, digits_state_dict(), "lenet5_digits.safetensors")
+    load_into(model, BUNDLED["lenet5"].state_dict(), "lenet5_digits.safetensors")
     _, (x_test, y_test) = load_digits_split()
     inputs = digits_to_input(x_test, float(meta["normalize_mean"]), float(meta["normalize_std"]))
     with torch.no_grad():
