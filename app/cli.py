@@ -3,7 +3,10 @@
     layerscope list
     layerscope summary alexnet --batch 2
     layerscope summary resnet --set depth=50 --input-size 3,224,224 --json
+    layerscope summary transformer --input 2x10:int64 --input 2x7:int64
     layerscope memory gpt --preset gpt2 --batch 8 --optimizer adamw --precision amp-bf16
+    layerscope features alexnet --sample cat --out maps/
+    layerscope attention gpt --preset nano --weights trained --text "Attention is all you need."
     layerscope serve --port 8000
 
 Bad input exits with status 2 and a one-line message on stderr.
@@ -20,9 +23,11 @@ from typing import Any, NoReturn
 import models
 
 from .engine import EngineError, estimate_memory, summarize
+from .engine.choices import DTYPES, INPUT_DTYPES, MODES, OPTIMIZERS, PRECISIONS
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
+from .engine.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
-from .render.table import memory_table, simple_table, summary_table
+from .render.table import attention_table, feature_maps_table, memory_table, simple_table, summary_table
 from .render.units import format_count
 from .settings import get_settings
 
@@ -66,6 +71,30 @@ def parse_size(text: str | None) -> tuple[int, ...] | None:
         raise UsageError(f"--input-size expects integers like 3,224,224, got {text!r}") from None
 
 
+def parse_input(text: str) -> TensorSpec:
+    """'2x3x224x224', 'input_ids=4x512:int64' -> a tensor spec (batch first; float32 unless a dtype is given)."""
+    name, sep, rest = text.partition("=")
+    if not sep:
+        name, rest = "", text
+    shape_text, _, dtype = rest.partition(":")
+    try:
+        shape = tuple(int(p) for p in shape_text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--input expects [NAME=]SHAPE[:DTYPE] like input_ids=4x512:int64, got {text!r}") from None
+    if dtype and dtype not in INPUT_DTYPES:
+        raise UsageError(f"--input dtype must be one of {', '.join(INPUT_DTYPES)}, got {dtype!r}")
+    return TensorSpec(shape, dtype or "float32", name.strip() or None)
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """input_size, or input_data from --input specs (meta tensors)."""
+    if args.inputs:
+        if args.input_size:
+            raise UsageError("give --input-size or --input, not both")
+        return {"input_size": None, "input_data": inputs_from_specs([parse_input(t) for t in args.inputs])}
+    return {"input_size": parse_size(args.input_size)}
+
+
 def _selection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("architecture", help="a name from `layerscope list`")
     parser.add_argument(
@@ -79,7 +108,16 @@ def _selection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="start from a named preset (see `layerscope list`)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--input-size", help="one sample's shape, e.g. 3,224,224 (tokens: T; encoder-decoder: S,T)")
-    parser.add_argument("--dtype", default="float32", help="float32, float16, bfloat16 or float64")
+    parser.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="[NAME=]SHAPE[:DTYPE]",
+        help="instead of --input-size, each forward argument, batch first, repeatable: --input 2x10:int64, "
+        "--input attention_mask=4x512:int64",
+    )
+    parser.add_argument("--dtype", choices=list(DTYPES), help="parameter dtype (default float32)")
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,9 +140,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    report = summarize(
-        args.architecture, _config(args), parse_size(args.input_size), batch_size=args.batch, dtype=args.dtype
-    )
+    report = summarize(args.architecture, _config(args), batch_size=args.batch, dtype=args.dtype, **_inputs(args))
     if args.json:
         print(report.model_dump_json(indent=2))
     elif args.csv:
@@ -118,14 +154,14 @@ def cmd_memory(args: argparse.Namespace) -> int:
     report = estimate_memory(
         args.architecture,
         _config(args),
-        parse_size(args.input_size),
         batch_size=args.batch,
-        dtype=args.dtype if args.dtype != "float32" else None,
+        dtype=args.dtype,
         mode=args.mode,
         optimizer=args.optimizer,
         precision=args.precision,
         measure=args.measure,
         device=args.device,
+        **_inputs(args),
     )
     if args.json:
         print(report.model_dump_json(indent=2))
@@ -133,6 +169,45 @@ def cmd_memory(args: argparse.Namespace) -> int:
         sys.stdout.write(memory_csv(report))
     else:
         print(memory_table(report))
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .engine.live import feature_maps
+
+    image = Path(args.image).read_bytes() if args.image else None
+    layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
+    report = feature_maps(
+        args.architecture,
+        _config(args),
+        image=image,
+        sample=args.sample,
+        layers=layers,
+        weights=args.weights,
+        device=args.device,
+    )
+    if args.out:
+        _write_grids(report, Path(args.out))
+    print(report.model_dump_json(indent=2) if args.json else feature_maps_table(report))
+    return 0
+
+
+def _write_grids(report: Any, folder: Any) -> None:
+    import base64
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for layer in report.layers:
+        data = base64.b64decode(layer.grid_png.split(",", 1)[1])
+        (folder / f"{layer.path.replace('.', '_')}.png").write_bytes(data)
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from .engine.live import attention
+
+    report = attention(args.architecture, _config(args), text=args.text, weights=args.weights, device=args.device)
+    print(report.model_dump_json(indent=2) if args.json else attention_table(report))
     return 0
 
 
@@ -176,15 +251,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory = commands.add_parser("memory", help="peak memory of a training step or an inference pass")
     _selection_args(memory)
-    memory.add_argument("--mode", choices=["train", "inference"], default="train")
-    memory.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "sgd-momentum"], default="adam")
-    memory.add_argument("--precision", choices=["fp32", "fp16", "bf16", "amp-bf16", "amp-fp16"], default="fp32")
+    memory.add_argument("--mode", choices=list(MODES), default="train")
+    memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    memory.add_argument("--precision", choices=list(PRECISIONS), help="default: from --dtype, else fp32")
     memory.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
     memory.add_argument("--measure", action="store_true", help="also run the step for real and compare")
     out = memory.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="the full report as JSON")
     out.add_argument("--csv", action="store_true", help="the per-layer rows as CSV")
     memory.set_defaults(run=cmd_memory)
+
+    features = commands.add_parser("features", help="feature maps of a photograph, from a real forward pass")
+    features.add_argument("architecture", help="an image model from `layerscope list`")
+    features.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    features.add_argument("--preset")
+    source = features.add_mutually_exclusive_group()
+    source.add_argument("--image", help="an image file (PNG, JPEG...)")
+    source.add_argument("--sample", help="a bundled sample: cat, coffee, astronaut, rocket (default cat)")
+    features.add_argument("--layers", help="comma-separated module paths (default: the architecture's feature layers)")
+    features.add_argument("--weights", default="random", help="random, trained, or torchvision:<file>")
+    features.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
+    features.add_argument("--out", help="also write each layer's grid as a PNG into this folder")
+    features.add_argument("--json", action="store_true", help="the full report as JSON")
+    features.set_defaults(run=cmd_features)
+
+    attention = commands.add_parser("attention", help="attention weights of a text, from a real forward pass")
+    attention.add_argument("architecture", help="a model that reads text (gpt, transformer)")
+    attention.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    attention.add_argument("--preset")
+    attention.add_argument("--text", required=True, help="the text (64 tokens at most)")
+    attention.add_argument("--weights", default="random", help="random, or trained when bundled")
+    attention.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
+    attention.add_argument("--json", action="store_true", help="the full report as JSON")
+    attention.set_defaults(run=cmd_attention)
 
     serve = commands.add_parser("serve", help="start the web app")
     serve.add_argument("--host", help="default: LAYERSCOPE_HOST, or 127.0.0.1")

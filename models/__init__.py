@@ -13,11 +13,15 @@ from typing import Any
 
 from torch import nn
 
+from .bundled import BUNDLED, TRAINED, BundledWeights, bundled_for, torchvision_checkpoint
 from .registry import (
+    IMAGENET_PREPROCESSING,
+    PLAIN_PREPROCESSING,
     REGISTRY,
     Architecture,
     ArchitectureConfig,
     ConfigError,
+    ImagePreprocessing,
     InputKind,
     Preset,
     UnknownArchitectureError,
@@ -30,16 +34,24 @@ for _module in FAMILY_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
+    "BUNDLED",
+    "IMAGENET_PREPROCESSING",
+    "PLAIN_PREPROCESSING",
+    "TRAINED",
     "Architecture",
     "ArchitectureConfig",
+    "BundledWeights",
     "ConfigError",
+    "ImagePreprocessing",
     "InputKind",
     "Preset",
     "UnknownArchitectureError",
     "UnknownPresetError",
     "build_model",
+    "bundled_for",
     "get_architecture",
     "list_architectures",
+    "torchvision_checkpoint",
 ]
 
 

@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import IMAGENET_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
 class AlexNetConfig(ArchitectureConfig):
@@ -137,6 +137,7 @@ ARCHITECTURE = register(
         config_cls=AlexNetConfig,
         builder=AlexNet,
         input_kind=InputKind.IMAGE,
+        preprocessing=IMAGENET_PREPROCESSING,
         default_input=lambda c: (3, 224, 224),
         default_params=62_378_344,
         presets=(

@@ -137,6 +137,9 @@ ARCHITECTURE = register(
         builder=GPT,
         input_kind=InputKind.TOKENS,
         default_input=lambda c: (c.context,),
+        attention_modules=(MultiHeadAttention,),
+        context=lambda c: c.context,
+        live_preset="nano",
         default_params=124_439_808,
         presets=tuple(
             Preset(name, title, overrides, gpt_params(GPTConfig(**overrides)))

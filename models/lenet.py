@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import PLAIN_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
 class LeNet5Config(ArchitectureConfig):
@@ -73,6 +73,7 @@ ARCHITECTURE = register(
         config_cls=LeNet5Config,
         builder=LeNet5,
         input_kind=InputKind.IMAGE,
+        preprocessing=PLAIN_PREPROCESSING,
         default_input=lambda c: (c.in_channels, c.image_size, c.image_size),
         default_params=61_706,
         presets=(

@@ -95,8 +95,49 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class ImagePreprocessing:
+    """How a photograph becomes the model's input, as torchvision's transforms do it.
+
+    With ``resize_ratio`` the short side is resized to the input side times the
+    ratio (256/224 for ImageNet models), then centre-cropped; without it the image
+    is resized to exactly the input size. ``mean``/``std`` normalise each channel
+    after scaling to [0, 1]; None leaves the values in [0, 1].
+    """
+
+    resize_ratio: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"resize_ratio": self.resize_ratio, "mean": self.mean, "std": self.std}
+
+
+IMAGENET_PREPROCESSING = ImagePreprocessing(256 / 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+PLAIN_PREPROCESSING = ImagePreprocessing()
+
+
+def every_conv_and_pool(model: nn.Module) -> list[str]:
+    """Default feature-map layers: every convolution and pooling layer, in order."""
+    spatial = (
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.MaxPool2d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveMaxPool2d,
+    )
+    return [path for path, module in model.named_modules() if path and isinstance(module, spatial)]
+
+
+@dataclass(frozen=True)
 class Architecture:
-    """Everything the engine, the API and the UI need to know about one family."""
+    """Everything the engine, the API and the UI need to know about one family.
+
+    Consumers ask these facts instead of deciding by the family's name: how a
+    photograph becomes its input, which layers show feature maps, which modules
+    give attention maps, how long a sequence may be, which preset live pages use.
+    """
 
     name: str
     title: str
@@ -107,6 +148,14 @@ class Architecture:
     default_input: Callable[[Any], tuple[int, ...]]  # one sample's shape for a config
     presets: tuple[Preset, ...] = field(default_factory=tuple)
     default_params: int | None = None  # exact parameter count of the default config
+    # Facts for live runs and pages:
+    preprocessing: ImagePreprocessing | None = None  # None: not fed photographs (no feature maps)
+    feature_layers: Callable[[nn.Module], list[str]] = every_conv_and_pool  # default feature-map layers
+    attention_modules: tuple[type[nn.Module], ...] = ()  # modules that can record their attention weights
+    context: Callable[[Any], int] | None = None  # longest token sequence a config accepts
+    live_preset: str | None = None  # the preset live pages start from (small enough to run for real)
+    # The forward's arguments when not one tensor per input (e.g. keyword arguments): built by the family.
+    inputs: Callable[..., Any] | None = None
 
     def parse_config(self, config: dict[str, Any] | ArchitectureConfig | None = None) -> Any:
         """Validate a config dict; a ``preset`` key starts from that preset's values."""
@@ -124,6 +173,22 @@ class Architecture:
     def kind(self, config: Any) -> InputKind:
         """The input kind for a parsed config."""
         return self.input_kind if isinstance(self.input_kind, InputKind) else self.input_kind(config)
+
+    @property
+    def text_input(self) -> bool:
+        """True when the family reads token ids for every config (so a text can feed it)."""
+        return isinstance(self.input_kind, InputKind) and self.input_kind in (InputKind.TOKENS, InputKind.SEQ2SEQ)
+
+    def check_input(self, config: Any, size: tuple[int, ...]) -> None:
+        """Refuse sequences longer than the config's context, naming both."""
+        if self.context is None or self.kind(config) not in (InputKind.TOKENS, InputKind.SEQ2SEQ):
+            return
+        limit = self.context(config)
+        if max(size) > limit:
+            raise ConfigError(
+                f"{self.name}: input_size {list(size)} is longer than this config's context of {limit:,} tokens",
+                field="input_size",
+            )
 
     def preset(self, name: str) -> Preset:
         for preset in self.presets:
@@ -163,6 +228,14 @@ class Architecture:
                 for p in self.presets
             ],
             "default_params": self.default_params,
+            "live": {
+                "feature_maps": self.preprocessing is not None,
+                "preprocessing": self.preprocessing.describe() if self.preprocessing else None,
+                "attention_maps": bool(self.attention_modules) and self.text_input,
+                "attention_modules": [cls.__name__ for cls in self.attention_modules],
+                "context": self.context(defaults) if self.context else None,
+                "preset": self.live_preset,
+            },
         }
 
 
@@ -178,6 +251,8 @@ class Registry:
         names = [p.name for p in arch.presets]
         if len(names) != len(set(names)):
             raise ValueError(f"architecture {arch.name!r} has duplicate preset names: {names}")
+        if arch.live_preset is not None and arch.live_preset not in names:
+            raise ValueError(f"architecture {arch.name!r}: live preset {arch.live_preset!r} is not one of {names}")
         self._items[arch.name] = arch
         return arch
 

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import IMAGENET_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 # Blocks per stage, and whether the depth uses bottleneck blocks.
 LAYOUTS: dict[int, tuple[list[int], bool]] = {
@@ -145,6 +145,12 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
+def stage_outputs(model: nn.Module) -> list[str]:
+    """Feature maps worth showing: the stem, then each stage's output (not every one of 50+ convolutions)."""
+    names = dict(model.named_children())
+    return [name for name in ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4") if name in names]
+
+
 ARCHITECTURE = register(
     Architecture(
         name="resnet",
@@ -155,6 +161,8 @@ ARCHITECTURE = register(
         input_kind=InputKind.IMAGE,
         default_input=lambda c: (3, 224, 224),
         default_params=11_689_512,
+        preprocessing=IMAGENET_PREPROCESSING,
+        feature_layers=stage_outputs,
         presets=(
             Preset("resnet18", "ResNet-18", {"depth": 18}, 11_689_512),
             Preset("resnet34", "ResNet-34", {"depth": 34}, 21_797_672),

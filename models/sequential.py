@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from torch import nn
 
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import PLAIN_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 LAYER_TYPES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
@@ -292,6 +292,7 @@ ARCHITECTURE = register(
         builder=build,
         input_kind=lambda c: InputKind.TOKENS if c.input_type == "tokens" else InputKind.IMAGE,
         default_input=lambda c: tuple(c.input_shape),
+        preprocessing=PLAIN_PREPROCESSING,
         presets=(
             Preset("small-cnn", "A small residual CNN for 28x28 digits", {}),
             Preset(

@@ -185,6 +185,9 @@ ARCHITECTURE = register(
         builder=Transformer,
         input_kind=InputKind.SEQ2SEQ,
         default_input=lambda c: (min(128, c.max_len), min(128, c.max_len)),
+        attention_modules=(MultiHeadAttention,),
+        context=lambda c: c.max_len,
+        live_preset="tiny",
         default_params=_params(BASE),
         presets=(
             Preset("base", "Transformer base (65M in the paper)", {}, _params(BASE)),

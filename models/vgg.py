@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import IMAGENET_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 # Conv widths per stage; "M" closes a stage with a 2x2 max pool.
 STAGES: dict[int, list[int | str]] = {
@@ -90,6 +90,7 @@ ARCHITECTURE = register(
         config_cls=VGGConfig,
         builder=VGG,
         input_kind=InputKind.IMAGE,
+        preprocessing=IMAGENET_PREPROCESSING,
         default_input=lambda c: (3, 224, 224),
         default_params=PARAMS[(16, False)],
         presets=tuple(

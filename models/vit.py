@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
-from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+from .registry import IMAGENET_PREPROCESSING, Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
 class ViTConfig(ArchitectureConfig):
@@ -142,6 +142,8 @@ ARCHITECTURE = register(
         config_cls=ViTConfig,
         builder=VisionTransformer,
         input_kind=InputKind.IMAGE,
+        preprocessing=IMAGENET_PREPROCESSING,
+        attention_modules=(MultiHeadAttention,),
         default_input=lambda c: (c.in_channels, c.image_size, c.image_size),
         default_params=86_567_656,
         presets=tuple(

@@ -6,30 +6,40 @@
 62378344
 """
 
+from .choices import DTYPES, MODES, OPTIMIZERS, PRECISIONS, describe_choices
+from .device import default_device, device_info
 from .errors import (
     ConfigError,
     EngineError,
     InputError,
     MemoryBudgetError,
+    ModelRunError,
     NeedsRealRunError,
     ShapeMismatchError,
     UnknownArchitectureError,
     UnknownPresetError,
 )
+from .live import FeatureMapsReport, attention, feature_maps
 from .memory import estimate_memory
 from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .report import LayerRow, SummaryReport, Totals
 from .summary import summarize
 
 __all__ = [
+    "DTYPES",
+    "MODES",
+    "OPTIMIZERS",
+    "PRECISIONS",
     "ConfigError",
     "EngineError",
+    "FeatureMapsReport",
     "InputError",
     "LayerMemory",
     "LayerRow",
     "MemoryBreakdown",
     "MemoryBudgetError",
     "MemoryReport",
+    "ModelRunError",
     "NeedsRealRunError",
     "ShapeMismatchError",
     "SummaryReport",
@@ -37,6 +47,11 @@ __all__ = [
     "Totals",
     "UnknownArchitectureError",
     "UnknownPresetError",
+    "attention",
+    "default_device",
+    "describe_choices",
+    "device_info",
     "estimate_memory",
+    "feature_maps",
     "summarize",
 ]

@@ -26,8 +26,6 @@ MAX_CHANNELS = 64  # channels drawn in one layer's grid
 GRID_SIDE = 768  # the grid's longest side, in pixels
 CHANNEL_SIDE = 256  # a single channel's values are pooled down to at most this side
 
-_SPATIAL = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
 
 class ChannelStats(BaseModel):
     channel: int
@@ -67,14 +65,6 @@ def png_data_url(image: Image.Image, compress_level: int = 3) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=compress_level)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def default_layers(model: nn.Module) -> list[str]:
-    """Stage outputs for ResNets; every convolution and pooling layer otherwise."""
-    names = dict(model.named_children())
-    if all(f"layer{i}" in names for i in range(1, 5)):
-        return [n for n in ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4") if n in names]
-    return [path for path, module in model.named_modules() if path and isinstance(module, _SPATIAL)]
 
 
 def _normalise_channels(maps: torch.Tensor) -> np.ndarray:
@@ -176,8 +166,10 @@ def run_and_capture(model: nn.Module, inputs: tuple[torch.Tensor, ...], paths: l
     modules = dict(model.named_modules())
     unknown = [p for p in paths if p not in modules]
     if unknown:
-        candidates = ", ".join(default_layers(model)[:20])
-        raise InputError(f"no layer {', '.join(map(repr, unknown))} in this model; try: {candidates}", "layers")
+        candidates = ", ".join(p for p in list(modules)[1:21])
+        raise InputError(
+            f"no layer {', '.join(map(repr, unknown))} in this model; its first layers: {candidates}", "layers"
+        )
     outputs: dict[str, torch.Tensor] = {}
     handles = []
 

@@ -1,4 +1,4 @@
-"""Live attention maps: tokenize a text, run a Transformer or GPT on it, and return every head's weights.
+"""Live attention maps: tokenize a text, run a model that reads text, and return every head's weights.
 
 The weights are softmax(Q K^T / sqrt(d_k)) for each layer and head, T x T
 (causally masked in decoders), from a real forward pass with the model's
@@ -13,7 +13,6 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from models.attention import MultiHeadAttention
 from models.transformer import sinusoid_table
 
 from .errors import InputError
@@ -55,21 +54,23 @@ class AttentionReport(BaseModel):
 
 def encode(tokenizer: BytePairTokenizer, text: str, limit: int = MAX_TOKENS) -> tuple[list[int], Any, bool]:
     if not text.strip():
-        raise InputError("the text is empty", "text")
+        raise InputError("the text is empty: type a sentence to see how its tokens attend to each other", "text")
     encoding = tokenizer.encode(text)
     truncated = len(encoding.ids) > limit
     return encoding.ids[:limit], encoding, truncated
 
 
 def attention_maps(
-    model: nn.Module, token_ids: list[int], architecture: str, device: torch.device
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], module_types: tuple[type[nn.Module], ...]
 ) -> list[AttentionLayer]:
-    """Run the model once with every attention module recording its weights; always switched off again."""
-    blocks = [(path, m) for path, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
+    """Run the model once with every attention module recording its weights; always switched off again.
+
+    The modules follow ``MultiHeadAttention``'s protocol: ``record_weights`` on, then
+    ``last_weights`` (B, heads, T_q, T_k) and ``last_kind`` after the call.
+    """
+    blocks = [(path, m) for path, m in model.named_modules() if isinstance(m, module_types)]
     if not blocks:
-        raise InputError(f"{architecture} has no attention layers", "architecture")
-    ids = torch.tensor([token_ids], dtype=torch.long, device=device)
-    inputs = (ids, ids) if architecture == "transformer" else (ids,)
+        raise InputError("this model has no attention layers", "architecture")
     was_training = model.training
     try:
         for _, block in blocks:

@@ -22,6 +22,12 @@ from collections.abc import Sequence
 import torch
 
 _aten = torch.ops.aten
+RULES_TORCH = "2.13"  # the torch release whose oneDNN kernels these rules were read from
+
+
+def rules_apply() -> bool:
+    """True on the torch release the rules were read from (pyproject pins it; other releases may differ)."""
+    return torch.__version__.startswith(RULES_TORCH + ".")
 
 
 def channel_block() -> int:

@@ -15,6 +15,7 @@ __all__ = [
     "EngineError",
     "InputError",
     "MemoryBudgetError",
+    "ModelRunError",
     "NeedsRealRunError",
     "ShapeMismatchError",
     "UnknownArchitectureError",
@@ -74,16 +75,52 @@ class ShapeMismatchError(EngineError, ValueError):
         }
 
 
-class NeedsRealRunError(EngineError, RuntimeError):
-    """The model does something fake tensors cannot (``.item()``, data-dependent control flow)."""
+class ModelRunError(EngineError, RuntimeError):
+    """The model's own code failed for a reason other than shapes: names the innermost module and the op."""
 
-    def __init__(self, layer: str | None, reason: str) -> None:
+    def __init__(self, layer: str, layer_type: str, input_shapes: list[list[int]], op: str | None, reason: str) -> None:
         self.layer = layer
-        where = f"layer '{layer}'" if layer else "the model"
+        self.layer_type = layer_type
+        self.input_shapes = input_shapes
+        self.op = op
+        self.reason = reason
+        got = ", ".join(_shape(s) for s in input_shapes) or "no tensor"
+        where = f" in {op}" if op else ""
+        super().__init__(f"layer '{layer}' ({layer_type}) failed{where} on input {got}: {reason}")
+        self.field = "input"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            **super().details(),
+            "layer_type": self.layer_type,
+            "input_shape": self.input_shapes[0] if self.input_shapes else None,
+            "input_shapes": self.input_shapes,
+            "op": self.op,
+        }
+
+
+REAL_RUN_HINT = (
+    "measure=True runs it for real (within the memory budget), and summarize(..., input_data=<real tensors>, "
+    "allow_real_run=True) summarizes it on a real forward at a small size"
+)
+
+
+class NeedsRealRunError(EngineError, RuntimeError):
+    """The model does something fake tensors cannot (``.item()``, data-dependent shapes): names the module and op."""
+
+    def __init__(self, layer: str | None, reason: str, op: str | None = None, layer_type: str | None = None) -> None:
+        self.layer = layer
+        self.layer_type = layer_type
+        self.op = op
+        self.reason = reason
+        where = f"layer '{layer}'" + (f" ({layer_type})" if layer_type else "") if layer else "the model"
+        what = f"{op}: {reason}" if op else reason
         super().__init__(
-            f"{where} needs real data to run ({reason}); it cannot be inspected without allocating. "
-            "Use measured mode, or pass input_data, on a machine with room for it."
+            f"{where} needs real data to run ({what}); it cannot be inspected without allocating. {REAL_RUN_HINT}."
         )
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "layer_type": self.layer_type, "op": self.op}
 
 
 class MemoryBudgetError(EngineError, RuntimeError):

@@ -16,12 +16,12 @@ from torch import nn
 from models.attention import MultiHeadAttention
 from models.transformer import SinusoidalPositionalEncoding, TokenEmbedding
 
-from .fastpath import pool_geometry
+from .geometry import pool_window, window_output
 
 Shape = list[int]
 Explainer = Callable[[nn.Module, Shape | None, Shape | None], list[str]]
 
-_EXPLAINERS: dict[type, Explainer] = {}
+_EXPLAINERS: dict[type, tuple[Explainer, bool]] = {}  # class -> (explainer, wants every input shape)
 
 
 def n(value: float) -> str:
@@ -42,23 +42,27 @@ def _power(k: tuple[int, ...]) -> str:
     return "*".join(str(x) for x in k)
 
 
-def explains(*types: type) -> Callable[[Explainer], Explainer]:
+def explains(*types: type, all_inputs: bool = False) -> Callable[[Explainer], Explainer]:
+    """Register an explainer; with ``all_inputs`` it receives every input shape instead of the first."""
+
     def register(fn: Explainer) -> Explainer:
         for t in types:
-            _EXPLAINERS[t] = fn
+            _EXPLAINERS[t] = (fn, all_inputs)
         return fn
 
     return register
 
 
-def explain(module: nn.Module, input_shape: Shape | None, output_shape: Shape | None) -> list[str] | None:
+def explain(module: nn.Module, input_shapes: list[Shape], output_shape: Shape | None) -> list[str] | None:
     """Formula lines for ``module``, or None when no formula is registered for its class (a block)."""
     for cls in type(module).__mro__:
-        fn = _EXPLAINERS.get(cls)
-        if fn is not None:
+        entry = _EXPLAINERS.get(cls)
+        if entry is not None:
+            fn, all_inputs = entry
+            inputs = input_shapes if all_inputs else (input_shapes[0] if input_shapes else None)
             try:
-                return fn(module, input_shape, output_shape)
-            except (TypeError, ValueError, IndexError, ZeroDivisionError):
+                return fn(module, inputs, output_shape)  # type: ignore[arg-type]
+            except (TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError):
                 return []  # a formula is a courtesy; a layer used in an unusual way just gets none
     return None
 
@@ -87,16 +91,19 @@ def explain_block(
 
 
 def _conv_size(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> str:
+    """'floor((224 + 2*2 - 11)/4) + 1 = 55', with PyTorch's ceil-mode rule when it applies."""
     rounding = "ceil" if ceil else "floor"
     pad = f" + 2*{p}" if p else ""
     reach = f"{d}*({k}-1) - 1" if d != 1 else f"{k}"
-    if d != 1:
-        expr = f"{rounding}(({size}{pad} - {reach})/{s}) + 1"
-        value = (size + 2 * p - d * (k - 1) - 1) / s
-    else:
-        expr = f"{rounding}(({size}{pad} - {k})/{s}) + 1"
-        value = (size + 2 * p - k) / s
-    out = (math.ceil(value) if ceil else math.floor(value)) + 1
+    expr = f"{rounding}(({size}{pad} - {reach})/{s}) + 1"
+    value = (size + 2 * p - d * (k - 1) - 1) / s
+    counted = (math.ceil(value) if ceil else math.floor(value)) + 1
+    out = window_output(size, k, s, p, d, ceil)
+    if out != counted:
+        return (
+            f"{expr} = {counted}, less the last window, which would start in the right padding "
+            f"(({counted} - 1)*{s} >= {size} + {p}): PyTorch drops it, so {out}"
+        )
     return f"{expr} = {out}"
 
 
@@ -187,11 +194,12 @@ def _linear(m: nn.Linear, inp: Shape | None, out: Shape | None) -> list[str]:
 
 @explains(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(m: nn.MaxPool2d, inp: Shape | None, out: Shape | None) -> list[str]:
-    dims, k, s, p, d = pool_geometry(m)
+    w = pool_window(m)
+    dims, k = w.dims, w.kernel
     kind = "maximum" if isinstance(m, nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d) else "average"
     lines = []
     if inp:
-        lines += _spatial_lines(_AXES[dims], inp[-dims:], k, s, p, d, ceil=m.ceil_mode)
+        lines += _spatial_lines(_AXES[dims], inp[-dims:], k, w.stride, w.padding, w.dilation, ceil=w.ceil)
     lines.append(f"each output is the {kind} of a {'x'.join(map(str, k))} window; no parameters")
     return lines
 

@@ -4,7 +4,7 @@ Running a layer on meta tensors still costs Python work per op (BatchNorm's meta
 kernel alone is a Python decomposition of a dozen ops). For the layers below the
 output shape and FLOPs follow from PyTorch's documented formulas, so the tracer
 swaps their ``forward`` for one that returns an empty meta tensor of the right
-shape. Anything unusual (an unbatched input, a channel mismatch, ``ceil_mode``,
+shape. Anything unusual (an unbatched input, a channel mismatch, string padding,
 a non-zero padding mode...) returns ``None`` and the real forward runs instead,
 raising PyTorch's own error when the input does not fit. A test checks every
 zoo model gives the same rows both ways.
@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from .geometry import as_tuple, conv_window, pool_window
 
 Rule = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, int] | None]
 _RULES: dict[type, Rule] = {}
@@ -50,60 +52,38 @@ def _linear(m: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
 
 @_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _conv(m: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-    dims = len(m.kernel_size)
+    window = conv_window(m)
     if (
-        x.dim() != dims + 2
+        window is None
+        or x.dim() != window.dims + 2
         or x.shape[1] != m.in_channels
-        or not isinstance(m.padding, tuple)
         or m.padding_mode != "zeros"
         or not _floating_match(m, x)
     ):
         return None
-    out = []
-    for size, k, s, p, d in zip(x.shape[2:], m.kernel_size, m.stride, m.padding, m.dilation, strict=True):
-        length = (size + 2 * p - d * (k - 1) - 1) // s + 1
-        if length < 1 or size + 2 * p < d * (k - 1) + 1:
-            return None
-        out.append(length)
+    out = window.output(x.shape[2:])
+    if any(length < 1 for length in out):
+        return None
     batch = x.shape[0]
     flops = 2 * batch * m.out_channels * math.prod(out) * (m.in_channels // m.groups) * math.prod(m.kernel_size)
     return _empty((batch, m.out_channels, *out), x), flops
 
 
-def _pool_dims(m: nn.Module) -> int:
-    return {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:]]
-
-
-def _as_tuple(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple | list) else (value,) * dims
-
-
-def pool_geometry(m: nn.Module) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """A pooling layer's spatial dims, kernel, stride (the kernel when unset), padding and dilation, per axis."""
-    dims = _pool_dims(m)
-    return (
-        dims,
-        _as_tuple(m.kernel_size, dims),
-        _as_tuple(m.stride if m.stride else m.kernel_size, dims),
-        _as_tuple(m.padding, dims),
-        _as_tuple(getattr(m, "dilation", 1), dims),
-    )
-
-
 @_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(m: nn.MaxPool2d, x: torch.Tensor) -> tuple[torch.Tensor, int] | None:
-    dims, k, s, p, d = pool_geometry(m)
-    if m.ceil_mode or x.dim() != dims + 2 or getattr(m, "return_indices", False):
+    window = pool_window(m)
+    if x.dim() != window.dims + 2 or getattr(m, "return_indices", False):
         return None
-    out = []
-    for size, kk, ss, pp, dd in zip(x.shape[2:], k, s, p, d, strict=True):
-        if pp > kk // 2:
-            return None
-        length = (size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-        if length < 1:
-            return None
-        out.append(length)
+    if any(p > k // 2 for p, k in zip(window.padding, window.kernel, strict=True)):
+        return None  # "pad should be at most half of effective kernel size": let torch say it
+    out = window.output(x.shape[2:])
+    if any(length < 1 for length in out):
+        return None
     return _empty((*x.shape[:2], *out), x), 0
+
+
+def _pool_dims(m: nn.Module) -> int:
+    return {"1d": 1, "2d": 2, "3d": 3}[type(m).__name__[-2:]]
 
 
 @_rule(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
@@ -111,7 +91,7 @@ def _adaptive(m: nn.AdaptiveAvgPool2d, x: torch.Tensor) -> tuple[torch.Tensor, i
     dims = _pool_dims(m)
     if x.dim() != dims + 2 or any(s == 0 for s in x.shape[2:]):
         return None
-    wanted = _as_tuple(m.output_size, dims)
+    wanted = as_tuple(m.output_size, dims)
     out = tuple(size if w is None else w for size, w in zip(x.shape[2:], wanted, strict=True))
     return _empty((*x.shape[:2], *out), x), 0
 

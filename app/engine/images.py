@@ -14,12 +14,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from models import ImagePreprocessing
+
 from .errors import InputError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGIT_SIDE = 32  # LeNet-5's input
 DIGIT_BOX = 28  # the digit's longest side inside the 32 x 32 square
+MAX_ASPECT = 50  # wider or taller than 50:1 is refused: a centre crop of it would be a sliver
+
+# PIL warns (once over its own limit) before it refuses; our limit is checked explicitly on the header.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageError(InputError):
@@ -40,30 +44,31 @@ class Prepared:
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open uploaded bytes as an image, refusing non-images and decompression bombs."""
+    """Open uploaded bytes as an image, refusing non-images, decompression bombs and absurd shapes.
+
+    The size is checked on the header, before any pixel is decoded; nothing global is changed.
+    """
     if not data:
         raise ImageError("the image is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = max_pixels
-            try:
-                image = Image.open(io.BytesIO(data))
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageError(f"the image has {width * height:,} pixels, over the limit of {max_pixels:,}", 413)
-                image.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(f"the image has {width * height:,} pixels, over the limit of {max_pixels:,}", 413)
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            raise ImageError(
+                f"the image is {width:,} x {height:,} pixels: wider or taller than {MAX_ASPECT}:1, which no model's "
+                "input can be cut from; crop it first"
+            )
+        image.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError(f"the image would decode to more than {max_pixels:,} pixels", 413) from None
     except UnidentifiedImageError:
         raise ImageError("the upload is not an image PIL can read (PNG, JPEG, GIF, BMP, WebP...)", 415) from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"the image is damaged and cannot be decoded: {exc}") from None
+    except (OSError, ValueError, SyntaxError, OverflowError, MemoryError) as exc:
+        raise ImageError(f"the image is damaged and cannot be decoded: {str(exc)[:200]}") from None
     return image
 
 
@@ -73,46 +78,46 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)  # (1, C, H, W) in [0, 1]
 
 
-def imagenet_input(image: Image.Image, size: tuple[int, int]) -> Prepared:
-    """torchvision's recipe: resize the short side, centre-crop, scale to [0, 1], normalise per channel."""
-    height, width = size
-    resize_to = round(min(height, width) * 256 / 224)
-    steps = [f"converted to RGB (was {image.mode})"] if image.mode != "RGB" else []
-    image = image.convert("RGB")
-    scale = resize_to / min(image.size)
-    resized = image.resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
-    )
-    steps.append(
-        f"resized {image.width} x {image.height} -> {resized.width} x {resized.height} (short side {resize_to})"
-    )
-    left = (resized.width - width) // 2
-    top = (resized.height - height) // 2
-    cropped = resized.crop((left, top, left + width, top + height))
-    steps.append(f"centre-cropped to {width} x {height}")
-    tensor = _to_tensor(cropped)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    steps.append(
-        "scaled to [0, 1], then (x - mean) / std with ImageNet's mean (0.485, 0.456, 0.406) and std "
-        "(0.229, 0.224, 0.225)"
-    )
-    return Prepared((tensor - mean) / std, steps, cropped)
+def photo_input(image: Image.Image, shape: tuple[int, ...], preprocessing: ImagePreprocessing) -> Prepared:
+    """A photograph as the model's input, following the architecture's preprocessing facts.
 
-
-def plain_input(image: Image.Image, shape: tuple[int, int, int]) -> Prepared:
-    """Resize to exactly (H, W), grey for one channel, RGB for three; scale to [0, 1]; no normalisation."""
+    With a resize ratio (torchvision's ImageNet recipe): the short side is scaled to
+    the input side x ratio and the centre cropped; only the source region that
+    survives the crop is read and resampled, so the work is bounded by the output.
+    Without one: resized to exactly the input size. Then [0, 1], then (x - mean) / std.
+    """
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise InputError(f"an image feeds (1 or 3, H, W) inputs, but the model's input is {list(shape)}", "image")
     channels, height, width = shape
-    if channels not in (1, 3):
-        raise InputError(f"an image can feed 1 or 3 channels, but the model's input has {channels}", "image")
-    converted = image.convert("L" if channels == 1 else "RGB")
-    resized = converted.resize((width, height), Image.Resampling.BILINEAR)
-    steps = [
-        f"converted to {'greyscale' if channels == 1 else 'RGB'}",
-        f"resized {image.width} x {image.height} -> {width} x {height}",
-        "scaled to [0, 1] (no normalisation)",
-    ]
-    return Prepared(_to_tensor(resized), steps, resized)
+    mode = "L" if channels == 1 else "RGB"
+    steps = [f"converted to {'greyscale' if channels == 1 else 'RGB'} (was {image.mode})"] if image.mode != mode else []
+    if preprocessing.resize_ratio:
+        short = round(min(height, width) * preprocessing.resize_ratio)
+        scale = short / min(image.size)
+        scaled = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+        box = (left / scale, top / scale, (left + width) / scale, (top + height) / scale)
+        region = image.crop(tuple(round(v) for v in box)).convert(mode)  # the part the crop keeps, at source size
+        shifted = (box[0] - round(box[0]), box[1] - round(box[1]), box[2] - round(box[0]), box[3] - round(box[1]))
+        prepared = region.resize((width, height), Image.Resampling.BILINEAR, box=shifted)
+        steps.append(
+            f"resized {image.width} x {image.height} -> {scaled[0]} x {scaled[1]} (short side {short}) and "
+            f"centre-cropped to {width} x {height} (only the kept region is resampled)"
+        )
+    else:
+        prepared = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        steps.append(f"resized {image.width} x {image.height} -> {width} x {height}")
+    tensor = _to_tensor(prepared)
+    if preprocessing.mean is not None and preprocessing.std is not None:
+        mean = torch.tensor(preprocessing.mean[:channels]).view(1, channels, 1, 1)
+        std = torch.tensor(preprocessing.std[:channels]).view(1, channels, 1, 1)
+        tensor = (tensor - mean) / std
+        steps.append(
+            f"scaled to [0, 1], then (x - mean) / std with mean {preprocessing.mean} and std {preprocessing.std}"
+        )
+    else:
+        steps.append("scaled to [0, 1] (no normalisation)")
+    return Prepared(tensor, steps, prepared)
 
 
 def digit_grid(image: Image.Image) -> tuple[np.ndarray, list[str]]:

@@ -7,76 +7,58 @@ optimizer.step) and gives the peak, broken down by kind. A saved-tensor hook
 counts, storage by storage, what autograd keeps for backward and which layer
 kept it. Nothing is allocated, so a 7B model is estimated on a laptop.
 
-``measure=True`` runs the same step for real on the device and reads its peak:
-``torch.cuda.max_memory_allocated`` on a GPU, the profiler's allocation events on
-the CPU.
+``measure=True`` runs the same step for real on the device, on a private copy of
+the model (the caller's module, its gradients and the RNG state are left exactly
+as they were), and reads its peak: ``torch.cuda.max_memory_allocated`` on a GPU,
+the profiler's allocation events on the CPU. A model fake tensors cannot run
+(it reads its data) is measured without an estimate first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .cpu_workspace import op_workspace
-from .errors import EngineError, InputError, MemoryBudgetError, NeedsRealRunError, ShapeMismatchError
-from .memory_report import (
-    LayerMemory,
-    MemoryBreakdown,
-    MemoryReport,
-    Mode,
-    OptimizerName,
-    PrecisionName,
-    TextbookFormula,
-)
+from .choices import MODES, OPTIMIZERS, Mode, OptimizerName, PrecisionName, dtype_name, resolve_precision
+from .cpu_workspace import op_workspace, rules_apply
+from .device import resolve_device
+from .errors import InputError, MemoryBudgetError, NeedsRealRunError
+from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .selection import (
+    ModelInputs,
     Selection,
     check_batch,
     check_module_count,
-    dtype_name,
+    first_output,
     input_shapes,
     loss_of,
     make_inputs,
     make_targets,
-    parse_dtype,
+    model_loss,
     select,
 )
-from .summary import Tracer, expected_input, preserved_modes
 from .torch_internals import (
     OpObserver,
     PhaseMemTracker,
     SavedTensorLedger,
     fake_mode,
     flop_counter,
-    is_data_dependent_error,
     kineto_memory_events,
     kineto_range,
     storage_key,
 )
+from .tracing import Tracer, failures_translated, preserved_modes
+from .units import format_bytes
 
-OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
-    "adam": (torch.optim.Adam, {"lr": 1e-3}),
-    "adamw": (torch.optim.AdamW, {"lr": 1e-3}),
-    "sgd": (torch.optim.SGD, {"lr": 1e-2}),
-    "sgd-momentum": (torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
-}
-# Optimizer state per parameter, in parameter-sized copies, for the textbook formula.
-STATE_COPIES = {"adam": 2, "adamw": 2, "sgd": 0, "sgd-momentum": 1}
-PRECISIONS: dict[str, tuple[torch.dtype | None, torch.dtype | None]] = {
-    # name: (parameter dtype, autocast dtype); None = keep the requested dtype
-    "fp32": (None, None),
-    "fp16": (torch.float16, None),
-    "bf16": (torch.bfloat16, None),
-    "amp-bf16": (torch.float32, torch.bfloat16),
-    "amp-fp16": (torch.float32, torch.float16),
-}
 LOSS = "(loss)"
 MEASURE_RANGE = "layerscope.measured_step"
+PHASE_RANGE = "layerscope.phase."
 
 
 @dataclass(frozen=True)
@@ -96,42 +78,26 @@ class StepPlan:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-
-
 def make_plan(
-    mode: str, optimizer: str, precision: str, dtype: str | torch.dtype | None, device: str | torch.device | None
+    mode: str,
+    optimizer: str,
+    precision: str | None,
+    dtype: str | torch.dtype | None,
+    device: str | torch.device | None,
 ) -> StepPlan:
-    if mode not in ("train", "inference"):
-        raise InputError(f"mode must be 'train' or 'inference', got {mode!r}", field="mode")
+    """Check the choices and reconcile dtype with precision: one decides the other; they may not contradict."""
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}", field="optimizer")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", field="precision")
-    requested = parse_dtype(dtype) if dtype is not None else None
-    param_dtype, autocast_dtype = PRECISIONS[precision]
-    if param_dtype is None:
-        param_dtype = requested or torch.float32
-    elif requested is not None and requested not in (param_dtype, torch.float32):
-        raise InputError(
-            f"dtype {dtype_name(requested)} contradicts precision {precision} ({dtype_name(param_dtype)} parameters)",
-            field="dtype",
-        )
-    target = torch.device(device) if device is not None else default_device()
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but this server has no GPU", field="device")
-    if target.type not in ("cpu", "cuda"):
-        raise InputError(f"device must be cpu or cuda, got {target}", field="device")
-    if target.type == "cuda" and target.index is None:
-        target = torch.device("cuda", 0)
+    choice = resolve_precision(precision, dtype)
     return StepPlan(
         mode=mode,  # type: ignore[arg-type]
         optimizer=optimizer if mode == "train" else None,  # type: ignore[arg-type]
-        precision=precision,  # type: ignore[arg-type]
-        param_dtype=param_dtype,
-        autocast_dtype=autocast_dtype,
-        device=target,
+        precision=choice.name,  # type: ignore[arg-type]
+        param_dtype=choice.param_dtype,
+        autocast_dtype=choice.autocast_dtype,
+        device=resolve_device(device),
     )
 
 
@@ -162,7 +128,8 @@ def materialize(module: nn.Module, device: torch.device) -> None:
             setattr(sub, name, shared)
 
 
-def _storage_bytes(tensors: list[torch.Tensor]) -> int:
+def storage_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes of the storages behind ``tensors``, each storage once."""
     seen, total = set(), 0
     for tensor in tensors:
         key = storage_key(tensor)
@@ -186,23 +153,23 @@ class StepRunner:
         self.selection = selection
         self.plan = plan
         self.real = real
-        self.inputs = make_inputs(selection, batch_size, plan.param_dtype, plan.device, real=real)
+        self.inputs: ModelInputs = make_inputs(selection, batch_size, plan.param_dtype, plan.device, real=real)
         self.targets: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         if plan.mode == "train":
-            cls, kwargs = OPTIMIZERS[plan.optimizer or "adam"]
             trainable = [p for p in model.parameters() if p.requires_grad]
-            self.optimizer = cls(trainable, **kwargs) if trainable else None
+            self.optimizer = OPTIMIZERS[plan.optimizer or "adam"].build(trainable) if trainable else None
 
     def ensure_targets(self) -> None:
-        """Labels shaped for the model's output (found by one forward without a graph)."""
+        """Labels shaped for the model's output (found by one forward without a graph), unless it has its own loss."""
         if self.targets is not None or self.plan.mode != "train":
             return
         with torch.no_grad(), self.plan.autocast():
-            output = self.model(*self.inputs)
-        logits = output[0] if isinstance(output, tuple | list) else output
-        self.targets = make_targets(tuple(logits.shape), self.selection.kind, self.plan.device, real=self.real)
-        del output, logits
+            output = self.inputs.run(self.model)
+        if model_loss(output) is None:
+            shape = tuple(first_output(output).shape)
+            self.targets = make_targets(shape, self.selection.kind, self.plan.device, real=self.real)
+        del output
 
     def train_step(self, phase: Callable[[str], None] = lambda _: None) -> None:
         if self.optimizer is not None:
@@ -211,7 +178,7 @@ class StepRunner:
             self.model.zero_grad(set_to_none=True)
         phase("forward")
         with self.plan.autocast():
-            output = self.model(*self.inputs)
+            output = self.inputs.run(self.model)
             loss = loss_of(output, self.targets, self.selection.kind)
         del output
         phase("backward")
@@ -224,7 +191,7 @@ class StepRunner:
     def inference(self, phase: Callable[[str], None] = lambda _: None) -> None:
         phase("forward")
         with torch.inference_mode(), self.plan.autocast():
-            output = self.model(*self.inputs)
+            output = self.inputs.run(self.model)
         del output
 
     def run(self, phase: Callable[[str], None] = lambda _: None) -> None:
@@ -234,7 +201,7 @@ class StepRunner:
             self.inference(phase)
 
     def external_tensors(self) -> list[torch.Tensor]:
-        return [*self.inputs, *([self.targets] if self.targets is not None else [])]
+        return [*self.inputs.tensors(), *([self.targets] if self.targets is not None else [])]
 
 
 @dataclass
@@ -253,30 +220,11 @@ class StepAccount:
     leaf_outputs: list[int]
 
 
-@contextlib.contextmanager
-def _layer_errors(tracer: Tracer, model: nn.Module) -> Iterator[None]:
-    """Turn a failure inside the model into an error naming the layer (as summarize does)."""
-    try:
-        yield
-    except EngineError:
-        raise
-    except Exception as exc:
-        record, shapes = tracer.failing_layer()
-        layer = record.path or type(model).__name__
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        if is_data_dependent_error(exc):
-            raise NeedsRealRunError(layer, reason) from None
-        if record.path == "" and not tracer.stack:
-            raise InputError(f"the step failed outside the model's layers: {reason}") from None
-        raise ShapeMismatchError(
-            layer, type(record.module).__name__, shapes, expected_input(record.module), reason
-        ) from None
-
-
 def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
     """Warm up, then track one step with MemTracker and the saved-tensor ledger."""
+    where = "training step" if runner.plan.mode == "train" else "forward"
     warm = Tracer(model, count_flops=False, fast_paths=False)
-    with warm.attached(), _layer_errors(warm, model):
+    with failures_translated(warm, model, where), warm.attached():
         runner.ensure_targets()
         if runner.plan.mode == "train":
             runner.run()  # creates gradients and the optimizer state: the measured step is a later one
@@ -284,13 +232,13 @@ def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
     buffers = list(model.buffers())
     tracer = Tracer(model, count_flops=False, fast_paths=False)
     ledger = SavedTensorLedger(excluded=[*params, *buffers, *runner.external_tensors()])
-    ledger.owner_of = lambda: tracer.stack[-1][0].path if tracer.stack else LOSS
+    ledger.owner_of = lambda: tracer.stack[-1].record.path if tracer.stack else LOSS
     tracker = PhaseMemTracker()
     tracker.track_external(model, *([runner.optimizer] if runner.optimizer else []), *runner.external_tensors())
     tracker.saved_live = lambda: ledger.live_bytes
     counter = flop_counter()
     hidden = OpObserver(_workspace_callback(tracker, runner.plan))
-    with tracer.attached(), _layer_errors(tracer, model), ledger.recording(), tracker, counter, hidden:
+    with failures_translated(tracer, model, where), tracer.attached(), ledger.recording(), tracker, counter, hidden:
         runner.run(tracker.set_phase)
     categories = tracker.peak_by_category()
     leaf_outputs = [
@@ -304,7 +252,7 @@ def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
         saved_total=ledger.total_bytes,
         saved_by_layer=dict(ledger.by_owner),
         output_by_layer={record.path: record.output_bytes for record in tracer.records.values() if record.calls},
-        optimizer_state=_storage_bytes(_optimizer_state_tensors(runner.optimizer)),
+        optimizer_state=storage_bytes(_optimizer_state_tensors(runner.optimizer)),
         flops=counter.total,
         leaf_outputs=leaf_outputs,
     )
@@ -343,24 +291,23 @@ def _formula(
     total_outputs = sum(account.leaf_outputs)
     per_sample = total_outputs / batch_size / layers if layers else 0.0
     forward = param_bytes + total_outputs
-    copies = STATE_COPIES.get(plan.optimizer or "", 0)
+    copies = OPTIMIZERS[plan.optimizer].state_copies if plan.optimizer else 0
     training = forward + trainable_bytes + copies * trainable_bytes
     estimate = training if plan.mode == "train" else forward
-    mib = 2**20
+    b = format_bytes
     lines = [
-        f"M = parameters = {param_bytes / mib:,.1f} MiB",
-        f"m = one sample's output per layer, averaged over {layers} layers = {per_sample / mib:,.3f} MiB",
-        f"forward: M + B*m*layers = {param_bytes / mib:,.1f} + {batch_size}*{per_sample / mib:,.3f}*{layers} "
-        f"= {forward / mib:,.1f} MiB",
+        f"M = parameters = {b(param_bytes)}",
+        f"m = one sample's output per layer, averaged over {layers} layers = {b(per_sample)}",
+        f"forward: M + B*m*layers = {b(param_bytes)} + {batch_size}*{b(per_sample)}*{layers} = {b(forward)}",
     ]
     if plan.mode == "train":
         state = {2: " + Adam's two moments 2M", 1: " + momentum M", 0: ""}[copies]
         lines.append(
-            f"training: forward + gradients M{state} = {training / mib:,.1f} MiB "
+            f"training: forward + gradients M{state} = {b(training)} "
             "(the notes' quiz gives the forward figure again for backward: it forgets these)"
         )
     ratio = peak / estimate if estimate else 0
-    lines.append(f"exact peak: {peak / mib:,.1f} MiB, {ratio:.2f}x the textbook figure")
+    lines.append(f"exact peak: {b(peak)}, {ratio:.2f}x the textbook figure")
     lines.append(
         "they differ because autograd keeps only what backward needs (a ReLU done in place, a pooling's "
         "indices, a layer's input rather than its output), frees each saved tensor as soon as backward has "
@@ -394,8 +341,9 @@ def estimate_memory(
     dtype: str | torch.dtype | None = None,
     mode: Mode = "train",
     optimizer: OptimizerName = "adam",
-    precision: PrecisionName = "fp32",
+    precision: PrecisionName | None = None,
     *,
+    input_data: Any = None,
     measure: bool = False,
     device: str | torch.device | None = None,
     budget_bytes: int | None = None,
@@ -405,49 +353,26 @@ def estimate_memory(
 ) -> MemoryReport:
     """Peak memory of one steady-state training step (or one inference forward), exact and allocation-free.
 
-    With ``measure=True`` the same step also runs for real on ``device`` (refused
-    with ``MemoryBudgetError`` when the estimate exceeds ``budget_bytes``) and
-    the measured peak is reported beside the estimate.
+    ``precision`` (fp32, bf16, fp16, amp-bf16, amp-fp16, fp64) decides the parameters'
+    dtype, or ``dtype`` does when no precision is given. ``input_data`` gives the
+    forward's own arguments (a tensor, a tuple, or a dict of keyword arguments;
+    a Hugging Face model given ``labels`` is trained on its own loss). With
+    ``measure=True`` the same step also runs for real on ``device`` (refused with
+    ``MemoryBudgetError`` when the estimate exceeds ``budget_bytes``), on a private
+    copy of the model, and the measured peak is reported beside the estimate.
     """
     batch_size = check_batch(batch_size)
     plan = make_plan(mode, optimizer, precision, dtype, device)
-    selection = select(model_or_name, config, input_size, input_kind, dtype=plan.param_dtype)
+    selection = select(model_or_name, config, input_size, input_kind, dtype=plan.param_dtype, input_data=input_data)
     check_module_count(selection.module, max_modules)
-    model = _prepare_model(selection, plan)
-    with preserved_modes(model):
-        model.train(plan.mode == "train")
-        with fake_mode():
-            materialize(model, plan.device)
-            runner = StepRunner(model, selection, plan, batch_size, real=False)
-            account = _track_step(runner, model)
-        params = list(model.parameters())
-        param_bytes = _storage_bytes(params)
-        trainable_bytes = _storage_bytes([p for p in params if p.requires_grad])
-    breakdown = _breakdown(account)
-    report = MemoryReport(
-        architecture=selection.architecture,
-        config=selection.config,
-        model_class=type(model).__name__,
-        input_shapes=[list(s) for s in input_shapes(selection, batch_size)],
-        batch_size=batch_size,
-        dtype=dtype_name(plan.param_dtype),
-        mode=plan.mode,
-        optimizer=plan.optimizer,
-        precision=plan.precision,
-        device=str(plan.device),
-        peak_bytes=account.peak,
-        phase=account.phase if account.phase in ("forward", "backward", "optimizer") else "forward",
-        breakdown=breakdown,
-        persistent_bytes=param_bytes
-        + _buffer_bytes(model)
-        + (trainable_bytes if plan.mode == "train" else 0)
-        + account.optimizer_state,
-        saved_activation_bytes=account.saved_total,
-        step_flops=account.flops,
-        layers=_layer_rows(model, account),
-        formula=_formula(account, plan, batch_size, param_bytes, trainable_bytes, account.peak),
-        notes=_notes(plan),
-    )
+    if selection.input_data is not None:
+        batch_size = selection.input_data.batch_size() or 1
+    try:
+        report = _estimate(selection, plan, batch_size)
+    except NeedsRealRunError as exc:
+        if not measure:
+            raise
+        return _measured_only(selection, plan, batch_size, budget_bytes, real_run, exc)
     if measure:
         if budget_bytes is not None and report.peak_bytes > budget_bytes:
             raise MemoryBudgetError(report.peak_bytes, budget_bytes)
@@ -456,8 +381,42 @@ def estimate_memory(
     return report
 
 
-def _buffer_bytes(model: nn.Module) -> int:
-    return _storage_bytes(list(model.buffers()))
+def _estimate(selection: Selection, plan: StepPlan, batch_size: int) -> MemoryReport:
+    model = _prepare_model(selection, plan)
+    with preserved_modes(model):
+        model.train(plan.mode == "train")
+        with fake_mode():
+            materialize(model, plan.device)
+            runner = StepRunner(model, selection, plan, batch_size, real=False)
+            account = _track_step(runner, model)
+        params = list(model.parameters())
+        param_bytes = storage_bytes(params)
+        trainable_bytes = storage_bytes([p for p in params if p.requires_grad])
+        buffer_bytes = storage_bytes(list(model.buffers()))
+    return MemoryReport(
+        architecture=selection.architecture,
+        config=selection.config,
+        model_class=type(model).__name__,
+        input_shapes=input_shapes(selection, batch_size),
+        batch_size=batch_size,
+        dtype=dtype_name(plan.param_dtype),
+        mode=plan.mode,
+        optimizer=plan.optimizer,
+        precision=plan.precision,
+        device=str(plan.device),
+        peak_bytes=account.peak,
+        phase=account.phase if account.phase in ("forward", "backward", "optimizer") else "forward",
+        breakdown=_breakdown(account),
+        persistent_bytes=param_bytes
+        + buffer_bytes
+        + (trainable_bytes if plan.mode == "train" else 0)
+        + account.optimizer_state,
+        saved_activation_bytes=account.saved_total,
+        step_flops=account.flops,
+        layers=_layer_rows(model, account),
+        formula=_formula(account, plan, batch_size, param_bytes, trainable_bytes, account.peak),
+        notes=_notes(plan),
+    )
 
 
 def _layer_rows(model: nn.Module, account: StepAccount) -> list[LayerMemory]:
@@ -468,9 +427,7 @@ def _layer_rows(model: nn.Module, account: StepAccount) -> list[LayerMemory]:
         if saved or output:
             rows.append(LayerMemory(path=path, type=type(module).__name__, saved_bytes=saved, output_bytes=output))
     if account.saved_by_layer.get(LOSS):
-        rows.append(
-            LayerMemory(path=LOSS, type="CrossEntropyLoss", saved_bytes=account.saved_by_layer[LOSS], output_bytes=0)
-        )
+        rows.append(LayerMemory(path=LOSS, type="loss", saved_bytes=account.saved_by_layer[LOSS], output_bytes=0))
     return rows
 
 
@@ -481,13 +438,19 @@ def _notes(plan: StepPlan) -> list[str]:
     ]
     if plan.mode == "train":
         notes.append(
-            f"Step: zero_grad(set_to_none=True), forward, cross-entropy, backward, {plan.optimizer}.step() with "
-            f"PyTorch's default implementation on {plan.device.type} (the optimizer state already exists)."
+            f"Step: zero_grad(set_to_none=True), forward, loss, backward, {plan.optimizer}.step() with "
+            f"PyTorch's default implementation on {plan.device.type} (the optimizer state already exists). The loss "
+            "is the model's own when it computes one, cross-entropy for classes and tokens, MSE for one output."
         )
     else:
         notes.append("Step: one forward pass under torch.inference_mode(): nothing is saved for backward.")
     if plan.device.type == "cuda":
         notes.append("CUDA figures round each allocation up to 512 bytes, as the caching allocator does.")
+    elif not rules_apply():
+        notes.append(
+            f"oneDNN's convolution buffers are modelled from torch 2.13's kernels; this is torch {torch.__version__}, "
+            "so convolution peaks on the CPU may be off."
+        )
     return notes
 
 
@@ -495,28 +458,108 @@ def _notes(plan: StepPlan) -> list[str]:
 
 
 def _measure_into(report: MemoryReport, selection: Selection, plan: StepPlan, batch_size: int) -> None:
-    peak, saved, method = measure_peak(selection, plan, batch_size)
-    report.measured_peak_bytes = peak
-    report.measured_saved_activation_bytes = saved
-    report.measure_method = method
-    report.error_percent = round((report.peak_bytes - peak) / peak * 100, 3) if peak else None
+    measured = measure_peak(selection, plan, batch_size)
+    report.measured_peak_bytes = measured.peak
+    report.measured_saved_activation_bytes = measured.saved
+    report.measured_phase = measured.phase
+    report.measure_method = measured.method
+    report.error_percent = (
+        round((report.peak_bytes - measured.peak) / measured.peak * 100, 3) if measured.peak else None
+    )
+
+
+def _measured_only(
+    selection: Selection,
+    plan: StepPlan,
+    batch_size: int,
+    budget_bytes: int | None,
+    real_run: contextlib.AbstractContextManager | None,
+    why: NeedsRealRunError,
+) -> MemoryReport:
+    """For a model that reads its data: real figures from a real step, with no estimate before it."""
+    module = selection.module
+    params = [p for p in module.parameters()]
+    param_bytes = sum(p.numel() for p in params) * plan.param_dtype.itemsize
+    trainable_bytes = sum(p.numel() for p in params if p.requires_grad) * plan.param_dtype.itemsize
+    copies = OPTIMIZERS[plan.optimizer].state_copies if plan.optimizer else 0
+    floor = param_bytes + ((1 + copies) * trainable_bytes if plan.mode == "train" else 0)
+    if budget_bytes is not None and floor > budget_bytes:
+        raise MemoryBudgetError(floor, budget_bytes)
+    with real_run or contextlib.nullcontext():
+        measured = measure_peak(selection, plan, batch_size)
+    state = measured.persistent
+    return MemoryReport(
+        architecture=selection.architecture,
+        config=selection.config,
+        model_class=type(module).__name__,
+        input_shapes=input_shapes(selection, batch_size),
+        batch_size=batch_size,
+        dtype=dtype_name(plan.param_dtype),
+        mode=plan.mode,
+        optimizer=plan.optimizer,
+        precision=plan.precision,
+        device=str(plan.device),
+        estimated=False,
+        peak_bytes=measured.peak,
+        phase=measured.phase,
+        breakdown=MemoryBreakdown(
+            weights=state["weights"],
+            buffers=state["buffers"],
+            gradients=state["gradients"],
+            optimizer_state=state["optimizer_state"],
+            activations=0,
+            inputs=state["inputs"],
+            transient=max(0, measured.peak - sum(state.values())),
+        ),
+        persistent_bytes=state["weights"] + state["buffers"] + state["gradients"] + state["optimizer_state"],
+        saved_activation_bytes=measured.saved,
+        step_flops=measured.flops,
+        layers=[],
+        formula=None,
+        measured_peak_bytes=measured.peak,
+        measured_saved_activation_bytes=measured.saved,
+        measured_phase=measured.phase,
+        measure_method=measured.method,
+        notes=[
+            f"Measured, not estimated: {why}".replace(" it cannot be inspected without allocating.", ""),
+            "The breakdown holds what persists between steps; 'transient' is everything else at the peak "
+            "(activations included: a real run cannot tell them apart).",
+            *_notes(plan)[1:],
+        ],
+    )
+
+
+@dataclass
+class Measured:
+    """What a real step showed."""
+
+    peak: int
+    saved: int
+    phase: str
+    method: str
+    flops: int
+    persistent: dict[str, int]
 
 
 def _real_model(selection: Selection, plan: StepPlan) -> nn.Module:
+    """A private model for the real run: built afresh for the zoo, a deep copy of a module the caller passed."""
     if selection.owned:
         import models
 
         model = models.build_model(selection.architecture or "", selection.config)
     else:
-        model = selection.module
+        model = copy.deepcopy(selection.module)
     return model.to(device=plan.device, dtype=plan.param_dtype)
 
 
-def measure_peak(selection: Selection, plan: StepPlan, batch_size: int) -> tuple[int, int, str]:
-    """Run the step for real; returns (peak bytes, saved-for-backward bytes, method)."""
-    if plan.device.type == "cuda":
-        return _measure_cuda(selection, plan, batch_size)
-    return _measure_cpu(selection, plan, batch_size)
+def measure_peak(selection: Selection, plan: StepPlan, batch_size: int) -> Measured:
+    """Run the step for real on a private copy; the caller's module and the RNG state are left as they were."""
+    devices = [plan.device.index or 0] if plan.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        if plan.device.type == "cuda":
+            return _measure_cuda(selection, plan, batch_size)
+        return _measure_cpu(selection, plan, batch_size)
 
 
 def _ledger(runner: StepRunner, model: nn.Module) -> SavedTensorLedger:
@@ -524,40 +567,100 @@ def _ledger(runner: StepRunner, model: nn.Module) -> SavedTensorLedger:
     return SavedTensorLedger(excluded=[*model.parameters(), *model.buffers(), *runner.external_tensors()])
 
 
-def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> tuple[int, int, str]:
+def _persistent(runner: StepRunner, model: nn.Module) -> dict[str, int]:
+    params = list(model.parameters())
+    return {
+        "weights": storage_bytes(params),
+        "buffers": storage_bytes(list(model.buffers())),
+        "gradients": storage_bytes([p.grad for p in params if p.grad is not None]),
+        "optimizer_state": storage_bytes(_optimizer_state_tensors(runner.optimizer)),
+        "inputs": storage_bytes(runner.external_tensors()),
+    }
+
+
+class _PhaseRanges:
+    """Profiler ranges around each phase of the measured step, to tell where the measured peak falls."""
+
+    def __init__(self) -> None:
+        self._open: torch.autograd.profiler.record_function | None = None
+
+    def __call__(self, phase: str) -> None:
+        self.close()
+        self._open = torch.autograd.profiler.record_function(PHASE_RANGE + phase)
+        self._open.__enter__()
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = None
+
+
+def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> Measured:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     model = _real_model(selection, plan)
-    with preserved_modes(model):
-        model.train(plan.mode == "train")
-        runner = StepRunner(model, selection, plan, batch_size, real=True)
+    model.train(plan.mode == "train")
+    runner = StepRunner(model, selection, plan, batch_size, real=True)
+    tracer = Tracer(model, count_flops=False, fast_paths=False)
+    with failures_translated(tracer, model, "measured step"), tracer.attached():
         runner.ensure_targets()
-        # Everything alive before profiling starts stays alive throughout: its bytes are the baseline.
-        baseline = _storage_bytes([*model.parameters(), *model.buffers(), *runner.external_tensors()])
-        ledger = _ledger(runner, model)
+    # Everything alive before profiling starts stays alive throughout: its bytes are the baseline.
+    baseline = storage_bytes([*model.parameters(), *model.buffers(), *runner.external_tensors()])
+    ledger = _ledger(runner, model)
+    phases = _PhaseRanges()
+    with failures_translated(tracer, model, "measured step"), tracer.attached():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             if plan.mode == "train":
                 runner.run()  # warm-up: gradients and optimizer state are allocated inside the profile
             with record_function(MEASURE_RANGE), ledger.recording():
-                runner.run()
-        start, end = kineto_range(prof, MEASURE_RANGE)
-        live = baseline
-        peak = None
-        for time_ns, nbytes, device in kineto_memory_events(prof):
-            if device != "cpu":
-                continue
-            if time_ns < start:
-                live += nbytes
-                continue
-            if time_ns > end:
-                break
-            peak = live if peak is None else peak
+                runner.run(phases)
+                phases.close()
+        flops = _step_flops(runner)
+    start, end = kineto_range(prof, MEASURE_RANGE)
+    ranges = [(name.removeprefix(PHASE_RANGE), s, e) for name, s, e in _phase_ranges(prof)]
+    live = baseline
+    peak = None
+    peak_time = start
+    for time_ns, nbytes, device in kineto_memory_events(prof):
+        if device != "cpu":
+            continue
+        if time_ns < start:
             live += nbytes
-            peak = max(peak, live)
-    return (peak if peak is not None else live), ledger.total_bytes, "torch.profiler allocation events (CPU)"
+            continue
+        if time_ns > end:
+            break
+        peak = live if peak is None else peak
+        live += nbytes
+        if live > peak:
+            peak, peak_time = live, time_ns
+    phase = next((name for name, s, e in ranges if s <= peak_time <= e), "forward")
+    return Measured(
+        peak=peak if peak is not None else live,
+        saved=ledger.total_bytes,
+        phase=phase,
+        method="torch.profiler allocation events (CPU)",
+        flops=flops,
+        persistent=_persistent(runner, model),
+    )
 
 
-def _measure_cuda(selection: Selection, plan: StepPlan, batch_size: int) -> tuple[int, int, str]:  # pragma: no cover
+def _step_flops(runner: StepRunner) -> int:
+    """FLOPs of one more step, counted after the measured one (a dispatch mode would change its kernels)."""
+    counter = flop_counter()
+    with counter:
+        runner.run()
+    return counter.total
+
+
+def _phase_ranges(prof: torch.profiler.profile) -> list[tuple[str, int, int]]:
+    return [
+        (e.name(), e.start_ns(), e.end_ns())
+        for e in prof.profiler.kineto_results.events()
+        if e.name().startswith(PHASE_RANGE)
+    ]
+
+
+def _measure_cuda(selection: Selection, plan: StepPlan, batch_size: int) -> Measured:  # pragma: no cover
     device = plan.device
     torch.cuda.synchronize(device)
     # Warm cuBLAS and cuDNN so their workspaces are allocated before the baseline is read.
@@ -569,20 +672,38 @@ def _measure_cuda(selection: Selection, plan: StepPlan, batch_size: int) -> tupl
     torch.cuda.synchronize(device)
     baseline = torch.cuda.memory_allocated(device)
     model = _real_model(selection, plan)
-    with preserved_modes(model):
-        model.train(plan.mode == "train")
-        runner = StepRunner(model, selection, plan, batch_size, real=True)
-        runner.ensure_targets()
-        if plan.mode == "train":
-            runner.run()
+    model.train(plan.mode == "train")
+    runner = StepRunner(model, selection, plan, batch_size, real=True)
+    runner.ensure_targets()
+    if plan.mode == "train":
+        runner.run()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    ledger = _ledger(runner, model)
+    peaks: dict[str, int] = {}
+    last = {"phase": "forward"}
+
+    def phase(name: str) -> None:
         torch.cuda.synchronize(device)
+        peaks[last["phase"]] = torch.cuda.max_memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        ledger = _ledger(runner, model)
-        with ledger.recording():
-            runner.run()
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - baseline
-        saved = ledger.total_bytes
+        last["phase"] = name
+
+    with ledger.recording():
+        runner.run(phase)
+    torch.cuda.synchronize(device)
+    peaks[last["phase"]] = torch.cuda.max_memory_allocated(device)
+    flops = _step_flops(runner)
+    top = max(peaks, key=lambda k: peaks[k])
+    persistent = _persistent(runner, model)
+    result = Measured(
+        peak=peaks[top] - baseline,
+        saved=ledger.total_bytes,
+        phase=top,
+        method="torch.cuda.max_memory_allocated (after warm-up, relative to the baseline)",
+        flops=flops,
+        persistent=persistent,
+    )
     del runner, model
     torch.cuda.empty_cache()
-    return peak, saved, "torch.cuda.max_memory_allocated (after warm-up, relative to the baseline)"
+    return result

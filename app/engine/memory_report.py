@@ -6,9 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Mode = Literal["train", "inference"]
-OptimizerName = Literal["adam", "adamw", "sgd", "sgd-momentum"]
-PrecisionName = Literal["fp32", "fp16", "bf16", "amp-bf16", "amp-fp16"]
+from .choices import Mode, OptimizerName, PrecisionName
+
 Phase = Literal["forward", "backward", "optimizer"]
 
 
@@ -65,6 +64,11 @@ class MemoryReport(BaseModel):
     optimizer: OptimizerName | None = Field(description="Null for inference.")
     precision: PrecisionName
     device: str = Field(description="Device the step is estimated (and measured) for.")
+    estimated: bool = Field(
+        True,
+        description="True: figures estimated on fake tensors. False: the model reads its data, so they were "
+        "measured on a real step instead (measure=True).",
+    )
     peak_bytes: int = Field(description="Most bytes the allocator holds at once during the step.")
     phase: Phase = Field(description="Where the peak happens.")
     breakdown: MemoryBreakdown
@@ -72,8 +76,11 @@ class MemoryReport(BaseModel):
     saved_activation_bytes: int = Field(description="Everything autograd saves for backward in the forward pass.")
     step_flops: int = Field(description="FLOPs of the whole step (forward, and backward when training).")
     layers: list[LayerMemory]
-    formula: TextbookFormula
+    formula: TextbookFormula | None = Field(
+        description="The course's estimate beside the exact one (null when measured)."
+    )
     measured_peak_bytes: int | None = Field(None, description="Peak measured on a real run, when asked for.")
+    measured_phase: Phase | None = Field(None, description="Where the measured peak happens.")
     measured_saved_activation_bytes: int | None = Field(None, description="Saved bytes counted on the real run.")
     error_percent: float | None = Field(None, description="(estimate - measured) / measured x 100.")
     measure_method: str | None = Field(None, description="How the real peak was read.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -79,13 +80,19 @@ class SummaryReport(BaseModel):
     input_shapes: list[Shape] = Field(description="Shapes of the tensors fed to the model, batch first.")
     batch_size: int
     dtype: str
+    run: Literal["meta", "fake", "real"] = Field(
+        "meta",
+        description="How the figures were obtained: traced on meta tensors or fake tensors (nothing allocated), or "
+        "measured on a real forward (a model that reads its data, with real input_data and allow_real_run).",
+    )
     totals: Totals
     layers: list[LayerRow]
     notes: list[str] = Field(default_factory=list, description="Conventions and caveats worth knowing.")
 
     def row(self, path: str) -> LayerRow:
-        """The row for ``path``; raises KeyError listing nearby paths."""
+        """The row for ``path``; raises KeyError listing the closest paths."""
         for layer in self.layers:
             if layer.path == path:
                 return layer
-        raise KeyError(f"no layer {path!r}")
+        close = difflib.get_close_matches(path, [layer.path for layer in self.layers], n=5)
+        raise KeyError(f"no layer {path!r}" + (f"; closest: {', '.join(close)}" if close else ""))

@@ -1,40 +1,38 @@
 """``summarize``: per-layer shapes, parameters and FLOPs, without allocating the model or its activations.
 
-Zoo models are built on the ``meta`` device and fed meta inputs; a module the
-caller passes runs under ``FakeTensorMode``, its real weights read but never
-copied. Forward hooks record each module's input and output shapes, and a
-``FlopCounterMode`` clock read at every hook attributes each op's FLOPs to the
-module running it. Hooks are removed and every module's train/eval mode
-restored in ``finally``, whatever happens.
+Zoo models are built on the ``meta`` device and fed meta inputs. A module the
+caller built on a real device runs through ``torch.func.functional_call`` with
+meta stand-ins for its parameters and buffers (nothing is copied and the module
+is not changed); where meta cannot run it, it runs under ``FakeTensorMode``.
+The hooks of ``tracing.Tracer`` record each module's input and output shapes,
+and a FLOP clock read at every hook attributes each op's FLOPs to the module
+running it. A model whose forward reads its data can be summarized on a real
+forward at a small size when the caller passes real ``input_data`` and allows it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
-from .errors import EngineError, InputError, NeedsRealRunError, ShapeMismatchError
+from .choices import dtype_name
+from .errors import InputError, NeedsRealRunError
 from .explain import explain, explain_block
-from .fastpath import fast_forward, rule_for
 from .report import LayerRow, SummaryReport, Totals
 from .selection import (
+    ModelInputs,
     Selection,
     check_batch,
     check_module_count,
-    dtype_name,
-    input_shapes,
     make_inputs,
     parse_dtype,
     selected,
 )
-from .torch_internals import fake_mode, flop_counter, is_data_dependent_error
+from .torch_internals import fake_mode
+from .tracing import Tracer, failures_translated, nbytes_of, preserved_modes, tensor_leaves
 
 FAST_PATHS = True  # shape rules for common layers (see fastpath.py); tests compare both ways
 
@@ -44,184 +42,13 @@ NOTES = [
     "params per row are the parameters a layer holds itself; a tied or shared weight counts once, at its "
     "first owner. The *_inclusive columns add up each subtree.",
 ]
-
-
-@dataclass
-class _Record:
-    """What the hooks learn about one module."""
-
-    path: str
-    module: nn.Module
-    calls: int = 0
-    input_shapes: list[list[int]] = field(default_factory=list)
-    output_shapes: list[list[int]] = field(default_factory=list)
-    output_bytes: int = 0
-    own_flops: int = 0
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, tuple) and len(value) == 2 and not value[1] and isinstance(value[0], tuple):
-        args = value[0]  # (args, {}) from a pre-hook: the usual case
-        if all(isinstance(a, torch.Tensor) for a in args):
-            return list(args)
-    leaves, _ = tree_flatten(value)
-    return [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
-
-
-class Tracer:
-    """Forward hooks on every module: shapes, output bytes, and FLOPs by a running clock."""
-
-    def __init__(self, model: nn.Module, count_flops: bool = True, fast_paths: bool = True) -> None:
-        self.model = model
-        self.fast_paths = fast_paths
-        self.records: dict[int, _Record] = {}
-        for path, module in model.named_modules():
-            self.records[id(module)] = _Record(path, module)
-        self.stack: list[tuple[_Record, list[list[int]]]] = []
-        self.counter = flop_counter() if count_flops else None
-        self._last = 0
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-
-    def _tick(self) -> None:
-        if self.counter is None:
-            return
-        now = self.counter.total
-        if self.stack:
-            self.stack[-1][0].own_flops += now - self._last
-        self._last = now
-
-    def _pre(self, module: nn.Module, args: Any, kwargs: Any) -> None:
-        self._tick()
-        record = self.records.get(id(module))
-        if record is None:
-            return
-        record.calls += 1
-        shapes = [list(t.shape) for t in _tensors((args, kwargs))]
-        if record.calls == 1:
-            record.input_shapes = shapes
-        self.stack.append((record, shapes))
-
-    def _post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        self._tick()
-        record = self.records.get(id(module))
-        if record is None:
-            return
-        if self.stack and self.stack[-1][0] is record:
-            self.stack.pop()
-        outputs = _tensors(output)
-        if record.calls == 1:
-            record.output_shapes = [list(t.shape) for t in outputs]
-        record.output_bytes += sum(t.numel() * t.element_size() for t in outputs)
-
-    def _add_flops(self, flops: int) -> None:
-        if self.counter is not None:
-            self.counter.total += flops
-
-    @contextlib.contextmanager
-    def attached(self) -> Iterator[Tracer]:
-        """Hooks on (and shape rules, and FLOP counting, when asked); always off again afterwards."""
-        swapped: list[nn.Module] = []
-        try:
-            for record in self.records.values():
-                module = record.module
-                self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
-                self._handles.append(module.register_forward_hook(self._post, with_kwargs=True))
-                rule = rule_for(module) if self.fast_paths else None
-                if rule is not None and "forward" not in module.__dict__:
-                    module.__dict__["forward"] = fast_forward(module, rule, self._add_flops)
-                    swapped.append(module)
-            with self.counter if self.counter is not None else contextlib.nullcontext():
-                yield self
-        finally:
-            for handle in self._handles:
-                handle.remove()
-            self._handles.clear()
-            for module in swapped:
-                module.__dict__.pop("forward", None)
-
-    def failing_layer(self) -> tuple[_Record, list[list[int]]]:
-        """The innermost module running when the forward raised."""
-        if self.stack:
-            return self.stack[-1]
-        root = self.records[id(self.model)]
-        return root, root.input_shapes
-
-
-@contextlib.contextmanager
-def preserved_modes(model: nn.Module) -> Iterator[None]:
-    """Restore every submodule's train/eval flag on exit, even after an error."""
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def expected_input(module: nn.Module) -> str | None:
-    """What a layer accepts, in shape terms, for error messages."""
-    if isinstance(module, nn.Linear):
-        return f"(*, {module.in_features})"
-    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        dims = len(module.kernel_size)
-        axes = ["L"] if dims == 1 else ["H", "W"] if dims == 2 else ["D", "H", "W"]
-        pads = module.padding if isinstance(module.padding, tuple) else (0,) * dims
-        reach = [d * (k - 1) + 1 for k, d in zip(module.kernel_size, module.dilation, strict=True)]
-        limits = ", ".join(f"{a} + 2*{p} >= {r}" for a, p, r in zip(axes, pads, reach, strict=True))
-        return f"(N, {module.in_channels}, {', '.join(axes)}) with {limits}"
-    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
-        return f"(N, C, H, W) with H and W at least the {module.kernel_size} window"
-    if isinstance(module, nn.BatchNorm1d):
-        return f"(N, {module.num_features}) or (N, {module.num_features}, L)"
-    if isinstance(module, nn.BatchNorm2d):
-        return f"(N, {module.num_features}, H, W)"
-    if isinstance(module, nn.LayerNorm):
-        return f"(*, {', '.join(map(str, module.normalized_shape))})"
-    if isinstance(module, nn.Embedding):
-        return f"integer ids in [0, {module.num_embeddings})"
-    d_model = getattr(module, "d_model", None)
-    if isinstance(d_model, int):
-        return f"(B, T, {d_model})"
-    return None
-
-
-_OP_HINTS = {
-    "_local_scalar_dense": "it reads a tensor's value (.item(), int(), bool() or an if on a tensor)",
-    "nonzero": "its output shape depends on the values (nonzero, masked_select, unique...)",
+RUN_NOTES = {
+    "meta": "Traced on the meta device: nothing was allocated.",
+    "fake": "Traced under FakeTensorMode (the module's own weights were read, never copied): nothing was allocated.",
+    "real": "Measured on a real forward pass with your input_data (allow_real_run=True): the model reads its "
+    "data, so shapes, FLOPs and output bytes come from running it for real at this input size.",
 }
-
-
-def _data_reason(exc: BaseException) -> str:
-    text = str(exc)
-    for op, hint in _OP_HINTS.items():
-        if op in text:
-            return hint
-    return _reason(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-def run_forward(model: nn.Module, tracer: Tracer, inputs: tuple[torch.Tensor, ...]) -> Any:
-    """Run the traced forward; turn a failure into an error that names the layer and both shapes."""
-    try:
-        with tracer.attached(), torch.no_grad():
-            return model(*inputs)
-    except EngineError:
-        raise
-    except Exception as exc:  # any failure inside a user's forward becomes a clear error
-        record, shapes = tracer.failing_layer()
-        layer = record.path or type(model).__name__
-        if is_data_dependent_error(exc):
-            raise NeedsRealRunError(layer, _data_reason(exc)) from None
-        raise ShapeMismatchError(
-            layer, type(record.module).__name__, shapes, expected_input(record.module), _reason(exc)
-        ) from None
+Progress = Callable[[str, int, int], None]
 
 
 def _rows(tracer: Tracer) -> list[LayerRow]:
@@ -270,12 +97,13 @@ def _rows(tracer: Tracer) -> list[LayerRow]:
                 flops_inclusive=record.own_flops,
                 output_bytes=record.output_bytes,
                 shared_params=shared,
-                explain=explain(module, inp, out) or [],
+                explain=explain(module, record.input_shapes, out) or [],
             )
         )
         if shared:
             rows[-1].explain.append(
-                f"{'; '.join(shared)} (tied): the same tensor, its parameters counted at the first owner"
+                f"{'; '.join(shared)} (tied): the same tensor as that layer's, so its parameters are counted "
+                "there, not here"
             )
     by_path = {row.path: row for row in rows}
     children: dict[str, list[LayerRow]] = {}
@@ -287,7 +115,7 @@ def _rows(tracer: Tracer) -> list[LayerRow]:
             parent.macs_inclusive += row.macs_inclusive
             children.setdefault(row.parent, []).insert(0, row)
     for (path, module), row in zip(model.named_modules(), rows, strict=True):
-        if not row.is_leaf and explain(module, row.input_shape, row.output_shape) is None:
+        if not row.is_leaf and explain(module, row.input_shapes, row.output_shape) is None:
             parts = [(child.name, child.params_inclusive) for child in children.get(path, [])]
             row.explain = explain_block(module, parts, row.input_shape, row.output_shape) + row.explain
     _mark_output_layer(rows)
@@ -295,12 +123,18 @@ def _rows(tracer: Tracer) -> list[LayerRow]:
 
 
 def _mark_output_layer(rows: list[LayerRow]) -> None:
-    """The last dense layer gives logits: say that no activation follows (a common slip in notes)."""
+    """The last dense layer gives logits (or one value): say that no activation follows (a common slip in notes)."""
     root = rows[0]
     for row in reversed(rows):
         if row.is_leaf and row.calls and row.output_shape == root.output_shape:
-            if row.type == "Linear":
-                row.explain.append("output layer: its logits go to softmax / cross-entropy, so no ReLU follows")
+            if row.type == "Linear" and row.output_shape:
+                if row.output_shape[-1] == 1:
+                    row.explain.append(
+                        "output layer: one value per sample, a regression: no activation follows, and a training "
+                        "step uses the mean squared error (a softmax over one value is always 1)"
+                    )
+                else:
+                    row.explain.append("output layer: its logits go to softmax / cross-entropy, so no ReLU follows")
             return
 
 
@@ -319,6 +153,20 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def meta_stand_ins(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer name -> an empty meta tensor of its shape; tied names share one."""
+    made: dict[int, torch.Tensor] = {}
+    stand_ins: dict[str, torch.Tensor] = {}
+    for name, tensor in [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    ]:
+        if id(tensor) not in made:
+            made[id(tensor)] = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
+        stand_ins[name] = made[id(tensor)]
+    return stand_ins
+
+
 def summarize(
     model_or_name: str | nn.Module,
     config: dict[str, Any] | None = None,
@@ -326,18 +174,24 @@ def summarize(
     batch_size: int = 1,
     dtype: str | torch.dtype | None = None,
     *,
+    input_data: Any = None,
     input_kind: str | None = None,
     max_modules: int | None = None,
+    allow_real_run: bool = False,
+    progress: Progress | None = None,
 ) -> SummaryReport:
     """Inspect a zoo architecture by name, or any ``nn.Module``, at a given input.
 
     ``input_size`` is one sample's shape: ``(3, 224, 224)`` for images, ``(T,)`` for
     token models, ``(S, T)`` for the encoder-decoder; zoo models default to their
-    usual input. Nothing is allocated: a 7B-parameter model summarises in seconds.
+    usual input. ``input_data`` instead gives the forward's own arguments: a tensor,
+    a tuple/list of positional arguments, or a dict of keyword arguments (real or
+    meta tensors, never copied at full size). Nothing is allocated, unless the model
+    reads its data and ``allow_real_run`` lets it run for real on real ``input_data``.
     """
     batch_size = check_batch(batch_size)
     torch_dtype = parse_dtype(dtype or "float32")
-    with selected(model_or_name, config, input_size, input_kind, dtype=torch_dtype) as selection:
+    with selected(model_or_name, config, input_size, input_kind, torch_dtype, input_data) as selection:
         model = selection.module
         check_module_count(model, max_modules)
         if not selection.owned:
@@ -345,34 +199,92 @@ def summarize(
             if dtype is not None and current is not None and current != torch_dtype:
                 raise InputError(f"the module's parameters are {current}; convert it or leave dtype out", "dtype")
             torch_dtype = current or torch_dtype
-        tracer = Tracer(model, fast_paths=FAST_PATHS)
+        if selection.input_data is not None:
+            given = selection.input_data.batch_size()
+            if batch_size != 1 and given != batch_size:
+                raise InputError(f"batch_size {batch_size} disagrees with input_data's batch of {given}", "batch_size")
+            batch_size = given or 1
         with preserved_modes(model):
             model.eval()
-            output = _traced_output(selection, tracer, batch_size, torch_dtype)
-        return build_report(selection, tracer, batch_size, torch_dtype, output)
+            tracer, inputs, output, run = _trace(selection, batch_size, torch_dtype, allow_real_run, progress)
+        return build_report(selection, tracer, inputs, batch_size, torch_dtype, output, run)
 
 
-def _traced_output(selection: Selection, tracer: Tracer, batch_size: int, dtype: torch.dtype) -> Any:
-    device = _device_of(selection.module)
-    if device.type == "meta":
+def _progress_hook(tracer: Tracer, progress: Progress | None) -> None:
+    if progress is None:
+        return
+    total = len(tracer.records)
+    seen = 0
+
+    def on_call(_record: Any) -> None:
+        nonlocal seen
+        seen += 1
+        if seen % 25 == 0:
+            progress("tracing", min(seen, total), total)
+
+    tracer.on_call = on_call
+
+
+def _trace(
+    selection: Selection, batch_size: int, dtype: torch.dtype, allow_real_run: bool, progress: Progress | None
+) -> tuple[Tracer, ModelInputs, Any, str]:
+    """Trace on meta, else under FakeTensorMode, else (when allowed) on a real forward."""
+    model = selection.module
+    device = _device_of(model)
+    try:
+        if device.type == "meta":
+            return _run("meta", selection, batch_size, dtype, progress)
+        try:
+            return _run("stand-ins", selection, batch_size, dtype, progress)
+        except Exception:  # meta cannot run it (a real tensor held outside its parameters, an op without a meta kernel)
+            return _run("fake", selection, batch_size, dtype, progress)
+    except NeedsRealRunError:
+        given = selection.input_data
+        if not allow_real_run or given is None or any(t.device.type == "meta" for t in given.tensors()):
+            raise
+        return _run("real", selection, batch_size, dtype, progress)
+
+
+def _run(
+    how: str, selection: Selection, batch_size: int, dtype: torch.dtype, progress: Progress | None
+) -> tuple[Tracer, ModelInputs, Any, str]:
+    model = selection.module
+    tracer = Tracer(model, fast_paths=FAST_PATHS)
+    _progress_hook(tracer, progress)
+    if how == "meta":
         inputs = make_inputs(selection, batch_size, dtype, "meta")
-        return run_forward(selection.module, tracer, inputs)
-    with fake_mode():
-        inputs = make_inputs(selection, batch_size, dtype, device)
-        return run_forward(selection.module, tracer, inputs)
+        with failures_translated(tracer, model), tracer.attached(), torch.no_grad():
+            return tracer, inputs, inputs.run(model), "meta"
+    if how == "stand-ins":
+        inputs = make_inputs(selection, batch_size, dtype, "meta")
+        stand_ins = meta_stand_ins(model)
+        with failures_translated(tracer, model), tracer.attached(), torch.no_grad():
+            output = torch.func.functional_call(model, stand_ins, inputs.args, inputs.kwargs, strict=False)
+        return tracer, inputs, output, "meta"
+    if how == "fake":
+        with fake_mode():
+            inputs = make_inputs(selection, batch_size, dtype, _device_of(model))
+            with failures_translated(tracer, model), tracer.attached(), torch.no_grad():
+                return tracer, inputs, inputs.run(model), "fake"
+    inputs = make_inputs(selection, batch_size, dtype, _device_of(model), real=True)
+    with torch.random.fork_rng(devices=[]), failures_translated(tracer, model), tracer.attached(), torch.no_grad():
+        return tracer, inputs, inputs.run(model), "real"
 
 
 def build_report(
-    selection: Selection, tracer: Tracer, batch_size: int, dtype: torch.dtype, output: Any
+    selection: Selection,
+    tracer: Tracer,
+    inputs: ModelInputs,
+    batch_size: int,
+    dtype: torch.dtype,
+    output: Any,
+    run: str = "meta",
 ) -> SummaryReport:
     rows = _rows(tracer)
     model = selection.module
     params = list(model.parameters())  # distinct tensors: tied weights appear once
     buffers = list(model.buffers())
-    outputs = _tensors(output)
-    shapes = [list(s) for s in input_shapes(selection, batch_size)]
-    tokens = selection.kind.value in ("tokens", "seq2seq")
-    input_bytes = sum(math.prod(s) * (8 if tokens else dtype.itemsize) for s in shapes)
+    outputs = tensor_leaves(output)
     flops = sum(row.flops for row in rows)
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total_params = sum(p.numel() for p in params)
@@ -385,8 +297,8 @@ def build_report(
         flops=flops,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
-        input_bytes=input_bytes,
-        output_bytes=sum(t.numel() * t.element_size() for t in outputs),
+        input_bytes=nbytes_of(inputs.tensors()),
+        output_bytes=nbytes_of(outputs),
         activation_bytes=sum(row.output_bytes for row in rows if row.is_leaf),
         output_shape=list(outputs[0].shape) if outputs else None,
     )
@@ -396,10 +308,11 @@ def build_report(
         model_class=type(model).__name__,
         input_kind=selection.kind.value,
         input_size=list(selection.input_size),
-        input_shapes=shapes,
+        input_shapes=inputs.shapes(),
         batch_size=batch_size,
         dtype=dtype_name(dtype),
+        run=run,  # type: ignore[arg-type]
         totals=totals,
         layers=rows,
-        notes=list(NOTES),
+        notes=[*NOTES, RUN_NOTES[run]],
     )

@@ -9,7 +9,9 @@ Kineto events.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,12 +40,30 @@ __all__ = [
     "FlopCounter",
     "OpObserver",
     "PhaseMemTracker",
+    "SavedTensorLedger",
     "StorageWeakRef",
+    "current_op",
+    "fake_mode",
     "flop_counter",
     "is_data_dependent_error",
     "kineto_memory_events",
+    "kineto_range",
+    "reference_flop_counter",
+    "reset_current_op",
     "storage_key",
 ]
+
+_OP = threading.local()
+
+
+def current_op() -> Any:
+    """The aten op our dispatch modes saw last in this thread (the one at fault when a trace fails)."""
+    return getattr(_OP, "op", None)
+
+
+def reset_current_op() -> None:
+    _OP.op = None
+
 
 DATA_DEPENDENT_ERRORS: tuple[type[BaseException], ...] = (
     DataDependentOutputException,
@@ -64,6 +84,16 @@ def is_data_dependent_error(exc: BaseException) -> bool:
     if isinstance(exc, DATA_DEPENDENT_ERRORS):
         return True
     return isinstance(exc, RuntimeError | NotImplementedError) and any(m in str(exc) for m in _META_MESSAGES)
+
+
+class _QuietMetaFailures(logging.Filter):
+    """FakeTensorMode logs every failing meta kernel at error level; the engine reports those to the caller."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("failed while attempting to run meta")
+
+
+logging.getLogger("torch._subclasses.fake_tensor").addFilter(_QuietMetaFailures())
 
 
 def fake_mode() -> FakeTensorMode:
@@ -105,6 +135,7 @@ class FlopCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        _OP.op = func
         out = func(*args, **kwargs)
         formula = self._formulas.get(func._overloadpacket)
         if formula is not None:
@@ -121,6 +152,7 @@ class OpObserver(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        _OP.op = func
         out = func(*args, **kwargs)
         self.callback(func, args, kwargs, out)
         return out

@@ -1,4 +1,4 @@
-"""Weights for real runs: random, the bundled LeNet-5, torchvision files already on disk, or an upload.
+"""Weights for real runs: random, the bundled files, torchvision files already on disk, or an upload.
 
 Nothing uploaded is ever unpickled beyond ``torch.load(weights_only=True)``;
 safetensors files are read as plain tensors. A file is checked against the
@@ -8,27 +8,20 @@ model's keys and shapes before loading, and every mismatch is listed.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
+from models import BundledWeights, torchvision_checkpoint
+
 from .errors import InputError
 
-ROOT = Path(__file__).resolve().parents[2]
-DIGITS_WEIGHTS = ROOT / "models" / "weights" / "lenet5_digits.safetensors"
-DIGITS_CONFIG: dict[str, Any] = {"variant": "modern"}
-GPT_WEIGHTS = ROOT / "models" / "weights" / "gpt_nano_corpus.safetensors"
-GPT_CONFIG: dict[str, Any] = {"preset": "nano"}
-TORCHVISION_FILE = re.compile(
-    r"^(?P<name>resnet(18|34|50|101|152)|alexnet|vgg(11|13|16|19)(_bn)?|wide_resnet(50|101)_2|"
-    r"resnext50_32x4d|resnext101_32x8d)-(?:owt-)?[0-9a-f]{6,}\.pth$"
-)
+MAX_LISTED_PROBLEMS = 50  # an error body lists this many mismatches at most, then counts the rest
 
 
 class WeightsError(InputError):
@@ -38,20 +31,26 @@ class WeightsError(InputError):
         self.problems = problems or []
         if self.problems:
             shown = "; ".join(self.problems[:12])
-            more = f"; and {len(self.problems) - 12} more" if len(self.problems) > 12 else ""
+            more = f"; and {len(self.problems) - 12:,} more" if len(self.problems) > 12 else ""
             message = f"{message}: {shown}{more}"
         super().__init__(message, field="weights")
 
     def details(self) -> dict[str, Any]:
-        return {**super().details(), "errors": [{"field": "weights", "message": p} for p in self.problems] or None}
+        listed = [{"field": "weights", "message": p} for p in self.problems[:MAX_LISTED_PROBLEMS]]
+        hidden = len(self.problems) - len(listed)
+        if hidden > 0:
+            listed.append({"field": "weights", "message": f"and {hidden:,} more mismatches, not listed"})
+        return {**super().details(), "errors": listed or None}
 
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """Where a model's weights came from, in words the UI shows."""
+    """Where a model's weights came from, in words the UI shows, and what they mean."""
 
     source: str  # random | trained | upload | torchvision:<name>
     label: str
+    labels: tuple[str, ...] | None = None  # class names, when the weights come with them
+    bundled: BundledWeights | None = None  # the bundled file, whose facts say how inputs are prepared
 
 
 def load_digits_split() -> tuple[tuple[Any, Any], tuple[Any, Any]]:
@@ -66,38 +65,18 @@ def load_digits_split() -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     return (x_train, y_train), (x_test, y_test)
 
 
-@dataclass(frozen=True)
-class BundledWeights:
-    """Weights trained by the project and shipped with it, for one config of one family."""
-
-    architecture: str
-    path: Path
-    config: dict[str, Any]
-
-    def metadata(self) -> dict[str, str]:
-        if not self.path.exists():
-            raise InputError(f"the bundled {self.architecture} weights are missing ({self.path.name})", "weights")
-        with safe_open(str(self.path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors, floats in float32; a tied output layer gets its shared matrix back."""
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in load_safetensors(self.path.read_bytes()).items()
-        }
-        if self.metadata().get("tied") == "lm_head.weight = wte.weight":
-            state["lm_head.weight"] = state["wte.weight"]
-        return state
-
-    def describe(self) -> str:
-        """What the weights are, written by their training script into the file's metadata."""
-        return self.metadata().get("description", f"{self.architecture} weights trained by Layerscope")
-
-
-BUNDLED = {
-    "lenet5": BundledWeights("lenet5", DIGITS_WEIGHTS, DIGITS_CONFIG),
-    "gpt": BundledWeights("gpt", GPT_WEIGHTS, GPT_CONFIG),
-}
+def bundled_state_dict(bundled: BundledWeights) -> dict[str, torch.Tensor]:
+    """A bundled file's tensors, floats in float32; a tied output layer gets its shared matrix back."""
+    if not bundled.path.exists():
+        raise InputError(f"the bundled {bundled.architecture} weights are missing ({bundled.filename})", "weights")
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in load_safetensors(bundled.path.read_bytes()).items()
+    }
+    tied = bundled.metadata().get("tied")
+    if tied:
+        target, source = (part.strip() for part in tied.split("="))
+        state[target] = state[source]
+    return state
 
 
 def _unwrap(obj: Any) -> Any:
@@ -163,18 +142,18 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], filename: str) -
 def torchvision_cache() -> list[dict[str, Any]]:
     """torchvision weight files already in the local torch cache, with the zoo config each fits. Never downloads."""
     directory = Path(torch.hub.get_dir()) / "checkpoints"
-    found = []
+    found: list[dict[str, Any]] = []
     if not directory.is_dir():
         return found
     for path in sorted(directory.iterdir()):
-        match = TORCHVISION_FILE.match(path.name)
-        if not match:
+        checkpoint = torchvision_checkpoint(path.name)
+        if checkpoint is None:
             continue
-        architecture, config = torchvision_config(match.group("name"))
+        name, architecture, config = checkpoint
         found.append(
             {
                 "id": f"torchvision:{path.name}",
-                "name": match.group("name"),
+                "name": name,
                 "file": path.name,
                 "architecture": architecture,
                 "config": config,
@@ -182,21 +161,6 @@ def torchvision_cache() -> list[dict[str, Any]]:
             }
         )
     return found
-
-
-def torchvision_config(name: str) -> tuple[str, dict[str, Any]]:
-    """torchvision model name -> (zoo architecture, config) with the same state_dict layout."""
-    if name == "alexnet":
-        return "alexnet", {"variant": "torchvision"}
-    if name.startswith("vgg"):
-        return "vgg", {"depth": int(name[3:5]), "batch_norm": name.endswith("_bn")}
-    if name.startswith("wide_resnet"):
-        return "resnet", {"depth": int(name[len("wide_resnet") :].split("_")[0]), "width_per_group": 128}
-    if name.startswith("resnext"):
-        depth, card = name[len("resnext") :].split("_")
-        groups, width = card.split("x")
-        return "resnet", {"depth": int(depth), "groups": int(groups), "width_per_group": int(width.rstrip("d"))}
-    return "resnet", {"depth": int(name[len("resnet") :])}
 
 
 def torchvision_state_dict(file_id: str) -> dict[str, torch.Tensor]:

@@ -43,6 +43,22 @@ def summary_csv(report: SummaryReport) -> str:
     return buffer.getvalue()
 
 
+COMPARE_COLUMNS = ["label", "params", "macs", "flops", "param_bytes", "inference_peak_bytes", "training_peak_bytes"]
+
+
+def compare_csv(entries: list[dict]) -> str:
+    """One row per compared selection: its label, totals and memory peaks."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COMPARE_COLUMNS)
+    for entry in entries:
+        totals = entry["totals"]
+        writer.writerow(
+            [entry["label"], *(totals[c] for c in COMPARE_COLUMNS[1:5]), *(entry[c] for c in COMPARE_COLUMNS[5:])]
+        )
+    return buffer.getvalue()
+
+
 def memory_csv(report: MemoryReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

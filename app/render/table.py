@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..engine.attention_maps import AttentionReport
+from ..engine.live import FeatureMapsReport
 from ..engine.memory_report import MemoryReport
 from ..engine.report import LayerRow, SummaryReport
 from .units import format_bytes, format_count, format_flops, format_shape
@@ -107,11 +109,66 @@ def memory_table(report: MemoryReport, top: int = 8) -> str:
             f"Measured peak:             {format_bytes(report.measured_peak_bytes)}  "
             f"(error {report.error_percent:+.2f}%, {report.measure_method})"
         )
-    lines += ["", f"Textbook estimate ({report.formula.expression}):"]
-    lines += [f"  {line}" for line in report.formula.lines]
+    if report.formula is not None:
+        lines += ["", f"Textbook estimate ({report.formula.expression}):"]
+        lines += [f"  {line}" for line in report.formula.lines]
     savers = sorted((r for r in report.layers if r.saved_bytes), key=lambda r: -r.saved_bytes)[:top]
     if savers:
         lines += ["", "Layers that save the most for backward:"]
         body = [[r.path or "(model)", r.type, format_bytes(r.saved_bytes)] for r in savers]
         lines.append(_render(["Layer", "Type", "Saved"], body, {2}))
+    return "\n".join(lines)
+
+
+def feature_maps_table(report: FeatureMapsReport) -> str:
+    """Each layer's output: shape, channels drawn, share of zeros and range; then the top classes."""
+    body = []
+    for layer in report.layers:
+        stats = layer.stats
+        zeros = sum(s.zero_fraction for s in stats) / len(stats) if stats else 0.0
+        low = min((s.min for s in stats), default=0.0)
+        high = max((s.max for s in stats), default=0.0)
+        body.append(
+            [
+                layer.path,
+                layer.type,
+                format_shape(layer.shape),
+                f"{layer.channels_shown:,}",
+                f"{100 * zeros:.0f}%",
+                f"{low:.3g} .. {high:.3g}",
+            ]
+        )
+    lines = [
+        f"{report.architecture or 'model'}: {report.weights['label']} on {report.device}",
+        *(f"  {step}" for step in report.preprocessing),
+        "",
+        _render(["Layer", "Type", "Output", "Drawn", "Zeros", "Range"], body, {3, 4}),
+    ]
+    if report.prediction:
+        lines += ["", "Top classes (softmax):"]
+        lines += [f"  {t['label']:>12}  {t['probability']:7.2%}" for t in report.prediction.top]
+    return "\n".join(lines)
+
+
+SHADES = " .:-=+*#%@"
+
+
+def attention_table(report: AttentionReport, layer: int = 0, head: int = 0) -> str:
+    """The tokens, the merges that fired, and one head's weights as a shaded grid (darker: more weight)."""
+    tokens = [t.replace(" ", "_").replace("\n", "\\n") for t in report.tokens]
+    lines = [
+        f"{report.architecture}: {report.weights} on {report.device}",
+        f"{len(tokens)} tokens: {' | '.join(tokens)}" + (" (cut)" if report.truncated else ""),
+        f"merges that fired: {len(report.merges)}",
+    ]
+    if report.attention:
+        chosen = report.attention[min(layer, len(report.attention) - 1)]
+        weights = chosen.heads[min(head, len(chosen.heads) - 1)]
+        lines += ["", f"{chosen.path} ({chosen.kind}), head {head}: row = query, column = key"]
+        width = max(len(t) for t in tokens)
+        for token, row in zip(tokens, weights, strict=False):
+            top = max(row) or 1.0
+            shades = "".join(SHADES[min(len(SHADES) - 1, int(v / top * (len(SHADES) - 1)))] for v in row)
+            lines.append(f"  {token:>{width}} {shades}")
+        lines.append(f"{len(report.attention)} attention layers in all (--json for every head's weights)")
     return "\n".join(lines)
