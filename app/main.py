@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from . import __version__
 from .api import api_router
 from .api.errors import install_error_handlers
+from .api.openapi import install_openapi
 from .api.service import ReportService
 from .middleware import AccessLog, BodySizeLimit
 from .settings import Settings, get_settings
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: app.state.service.settings
     install_error_handlers(app)
     app.include_router(api_router)
+    install_openapi(app)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=2048)

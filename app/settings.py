@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         40_000_000, ge=1_000, le=500_000_000, description="Images with more pixels are refused (decompression bombs)."
     )
     cache_size: int = Field(256, ge=0, le=100_000, description="Reports kept in the LRU cache (0 disables it).")
+    cache_mb: int = Field(256, ge=0, le=65_536, description="Most MiB the report cache may hold, whatever the count.")
+    meta_models: int = Field(32, ge=0, le=1024, description="Models built on meta kept for reuse (they hold no data).")
+    live_models: int = Field(
+        2, ge=0, le=64, description="Real models kept loaded for live runs (also bounded by the memory budget)."
+    )
     max_modules: int = Field(
         6000, ge=10, le=1_000_000, description="Models with more modules than this are refused on every endpoint."
     )

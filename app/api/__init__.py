@@ -2,10 +2,21 @@
 
 from fastapi import APIRouter
 
-from .routers import architectures, attention, compare, feature_maps, health, layer_types, memory, samples, summary
+from .routers import (
+    architectures,
+    attention,
+    choices,
+    compare,
+    feature_maps,
+    health,
+    layer_types,
+    memory,
+    samples,
+    summary,
+)
 
 api_router = APIRouter()
-for module in (health, architectures, layer_types, summary, memory, compare, samples, feature_maps, attention):
+for module in (health, architectures, choices, layer_types, summary, memory, compare, samples, feature_maps, attention):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

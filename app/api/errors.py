@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.errors import (
@@ -44,6 +45,27 @@ class UnsupportedMediaError(EngineError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class BadRequestError(EngineError):
+    """A body the server cannot read at all (a malformed multipart stream)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.field = "body"
+
+
+def validation_error(exc: ValidationError) -> InputError:
+    """A pydantic error on a body the route validated itself, as the API reports every invalid field."""
+    errors = [
+        {"field": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+    error = InputError(detail, first["field"])
+    error.errors = errors  # type: ignore[attr-defined]
+    return error
 
 
 def error_json(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -83,9 +105,14 @@ def install_error_handlers(app: FastAPI) -> None:
             status = 504
         elif isinstance(exc, UnsupportedMediaError):
             status = 415
+        elif isinstance(exc, BadRequestError):
+            status = 400
         elif isinstance(exc, InputError):
             status = getattr(exc, "status", 422)  # image errors say 413 or 415 themselves
-        return JSONResponse(status_code=status, content=exc.details())
+        content = exc.details()
+        if getattr(exc, "errors", None):
+            content["errors"] = exc.errors  # type: ignore[attr-defined]
+        return JSONResponse(status_code=status, content=content)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,9 +1,10 @@
 """Real runs (measured memory, feature maps, attention) go one at a time per device.
 
 A thread semaphore orders the requests of one worker process; an advisory file
-lock (one file per device, in the temp folder) orders the worker processes of
-one host or container. Past the wait limit the caller gets ``DeviceBusyError``
-(HTTP 503).
+lock orders the worker processes of one instance: the lock file is named after
+the instance (its address, port and device, from its settings), so two Layerscope
+instances on one host never wait for each other. Past the wait limit the caller
+gets ``DeviceBusyError`` (HTTP 503).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from .errors import DeviceBusyError
 class DeviceGate:
     """At most ``slots`` real runs at once in this process, and one at a time across processes."""
 
-    def __init__(self, slots: int = 1, timeout_s: float | Callable[[], float] = 20.0, device: str = "cpu") -> None:
+    def __init__(
+        self, slots: int = 1, timeout_s: float | Callable[[], float] = 20.0, device: str = "cpu", instance: str = ""
+    ) -> None:
         self._semaphore = threading.BoundedSemaphore(slots)
         self._timeout = timeout_s
-        safe = "".join(c if c.isalnum() else "-" for c in device)
+        safe = "".join(c if c.isalnum() else "-" for c in f"{instance}-{device}")
         self.lock_path = os.path.join(tempfile.gettempdir(), f"layerscope-{safe}-{os.getuid()}.lock")
         self.active = 0
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from fastapi.responses import Response
 
 from ..engine.report import SummaryReport
-from ..render.csv import memory_csv, summary_csv
+from ..render.csv import compare_csv, memory_csv, summary_csv
 from .cache import CachedReport
 from .schemas import CompareReport
 
@@ -32,20 +29,4 @@ def report_response(item: CachedReport, as_csv: bool, filename: str) -> Response
 def compare_response(report: CompareReport, as_csv: bool) -> Response:
     if not as_csv:
         return Response(content=report.model_dump_json(), media_type=JSON)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["label", "params", "macs", "flops", "param_bytes", "inference_peak_bytes", "training_peak_bytes"])
-    for e in report.entries:
-        t = e.totals
-        writer.writerow(
-            [
-                e.label,
-                t["params"],
-                t["macs"],
-                t["flops"],
-                t["param_bytes"],
-                e.inference_peak_bytes,
-                e.training_peak_bytes,
-            ]
-        )
-    return Response(content=buffer.getvalue(), media_type=CSV)
+    return Response(content=compare_csv(report.model_dump()["entries"]), media_type=CSV)

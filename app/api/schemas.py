@@ -1,23 +1,46 @@
-"""Request and error bodies of the REST API (responses are the engine's typed reports)."""
+"""Request and error bodies of the REST API (responses are the engine's typed reports).
+
+The lists of choices (dtypes, precisions, optimizers, modes) are the engine's
+(``app.engine.choices``); they are not spelled out here.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from ..engine.choices import DTypeName, InputDTypeName, Mode, OptimizerName, PrecisionName
+from ..engine.live import MAX_LAYERS
 from ..engine.selection import MAX_BATCH
 
-DType = Literal["float32", "float16", "bfloat16", "float64"]
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class TensorInput(BaseModel):
+    """One input tensor, batch first: a positional argument, or the keyword argument ``name``."""
+
+    model_config = STRICT
+
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="Keyword argument (e.g. attention_mask)."
+    )
+    shape: list[StrictInt] = Field(
+        max_length=6,
+        description="The whole tensor's shape, batch first, e.g. [4, 512].",
+        json_schema_extra={"items": {"type": "integer", "minimum": 0, "maximum": 1048576}},
+    )
+    dtype: InputDTypeName = Field("float32", description="int64 for token ids, bool or int64 for masks.")
 
 
 class InputSpec(BaseModel):
-    """The batch fed to the model."""
+    """The batch fed to the model: a batch size and one sample's shape, or every input tensor spelled out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Samples in the batch.")
-    shape: list[int] | None = Field(
+    batch_size: StrictInt = Field(1, ge=1, le=MAX_BATCH, description="Samples in the batch.")
+    shape: list[StrictInt] | None = Field(
         None,
         min_length=1,
         max_length=5,
@@ -25,6 +48,20 @@ class InputSpec(BaseModel):
         "models, [S, T] for the encoder-decoder. Omitted: the architecture's default input.",
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 65536}},
     )
+    tensors: list[TensorInput] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Instead of shape: every argument of the forward, e.g. [{name: input_ids, shape: [4, 512], "
+        "dtype: int64}, {name: attention_mask, ...}]; the batch size is then the first tensor's first dimension.",
+    )
+
+    @field_validator("tensors")
+    @classmethod
+    def _not_both(cls, tensors: list[TensorInput] | None, info: Any) -> list[TensorInput] | None:
+        if tensors is not None and info.data.get("shape") is not None:
+            raise ValueError("give shape or tensors, not both")
+        return tensors
 
 
 class SummaryRequest(BaseModel):
@@ -32,6 +69,7 @@ class SummaryRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -49,26 +87,46 @@ class SummaryRequest(BaseModel):
         None, description="Config fields of the architecture (see its config_schema); 'preset' picks a preset."
     )
     input: InputSpec = Field(default_factory=InputSpec)
-    dtype: DType = Field("float32", description="Parameter and input dtype.")
+    dtype: DTypeName = Field("float32", description="Parameter and input dtype.")
 
 
 class MemoryRequest(SummaryRequest):
     """A selection plus how it runs: training or inference, optimizer, precision, and whether to measure."""
 
-    mode: Literal["train", "inference"] = Field("train", description="A training step or one inference forward.")
-    optimizer: Literal["adam", "adamw", "sgd", "sgd-momentum"] = Field("adam", description="Optimizer of the step.")
-    precision: Literal["fp32", "fp16", "bf16", "amp-bf16", "amp-fp16"] = Field(
-        "fp32", description="fp16/bf16: half-precision parameters; amp-*: fp32 parameters under autocast."
+    dtype: DTypeName | None = Field(  # type: ignore[assignment]
+        None, description="Parameter dtype; leave it out and give precision instead (they must agree if both given)."
     )
-    measure: bool = Field(
+    mode: Mode = Field("train", description="A training step or one inference forward.")
+    optimizer: OptimizerName = Field("adam", description="Optimizer of the training step (GET /api/choices).")
+    precision: PrecisionName | None = Field(
+        None,
+        description="fp32/bf16/fp16/fp64: parameters and activations in that dtype; amp-*: fp32 parameters under "
+        "autocast. Omitted: from dtype (fp32 when neither is given).",
+    )
+    measure: StrictBool = Field(
         False, description="Also run the step for real on the server's device (refused above the memory budget)."
     )
+
+
+class MemoryOverviewRequest(SummaryRequest):
+    """A selection: its inference peak and a training step's peak for every optimizer, in one request."""
+
+    dtype: DTypeName | None = Field(None, description="Parameter dtype (or give precision).")  # type: ignore[assignment]
+    precision: PrecisionName | None = Field(None, description="As in POST /api/memory.")
+
+
+class MemoryOverview(BaseModel):
+    """One selection's memory: an inference forward, and one training step per optimizer."""
+
+    kind: Literal["memory-overview"] = "memory-overview"
+    inference: dict[str, Any] = Field(description="The inference MemoryReport.")
+    training: dict[str, dict[str, Any]] = Field(description="Optimizer id -> its training MemoryReport.")
 
 
 class CompareRequest(BaseModel):
     """Two to eight selections, compared side by side."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     selections: list[SummaryRequest] = Field(min_length=2, max_length=8)
 
@@ -100,11 +158,13 @@ class ErrorBody(BaseModel):
     layer_type: str | None = None
     input_shape: list[int] | None = Field(None, description="What the layer received.")
     expected: str | None = Field(None, description="What the layer accepts.")
+    op: str | None = Field(None, description="The operation that failed, when known.")
     known: list[str] | None = Field(None, description="Valid names, for an unknown architecture or preset.")
     errors: list[dict[str, Any]] | None = Field(None, description="Every validation error, when there are several.")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A request the server cannot read (a malformed multipart body)."},
     404: {"model": ErrorBody, "description": "Unknown architecture or preset."},
     413: {"model": ErrorBody, "description": "Request too large, or a real run over the memory budget."},
     415: {"model": ErrorBody, "description": "Unsupported media type."},
@@ -114,20 +174,22 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
 class ChannelRequest(BaseModel):
     """One channel of one layer, returned as raw values for a heatmap."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     layer: str = Field(max_length=200, description="Module path, e.g. 'features.conv1'.")
-    index: int = Field(ge=0, le=65_535, description="Channel number, from 0.")
+    index: StrictInt = Field(ge=0, le=65_535, description="Channel number, from 0.")
 
 
-WeightsSource = Field(
-    "random",
-    max_length=200,
-    description="random (seed 0), trained (the bundled LeNet-5), or torchvision:<file> from the local torch cache. "
-    "To upload your own, send multipart/form-data with a weights_file.",
+WEIGHTS_DESCRIPTION = (
+    "random (seed 0), trained (the architecture's bundled weights, see GET /api/weights), or torchvision:<file> "
+    "from the local torch cache. To use your own, send multipart/form-data with a weights_file."
 )
 
 
@@ -136,50 +198,94 @@ class FeatureMapsRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"architecture": "alexnet", "sample": "cat"}]},
     )
 
-    architecture: str = Field(
-        max_length=64, description="An image model: lenet5, alexnet, vgg, resnet, vit, sequential."
-    )
+    architecture: str = Field(max_length=64, description="An image model (see live.feature_maps in its description).")
     config: dict[str, Any] | None = None
     sample: str = Field("cat", max_length=64, description="An id from GET /api/samples.")
     layers: list[str] | None = Field(
-        None, max_length=64, description="Module paths to show; default: every conv/pool layer, or a ResNet's stages."
+        None,
+        max_length=MAX_LAYERS,
+        description="Module paths to show (each once); default: the architecture's feature layers.",
     )
-    weights: str = WeightsSource
+    weights: str = Field("random", max_length=200, description=WEIGHTS_DESCRIPTION)
     channel: ChannelRequest | None = Field(None, description="Also return this channel's raw values.")
 
 
 class FeatureMapsForm(BaseModel):
-    """multipart/form-data form of a feature-map request (documentation of the fields)."""
+    """multipart/form-data form of a feature-map request: an uploaded image, and optionally your weights."""
 
-    image: bytes | None = Field(None, description="An image file (PNG, JPEG...); or give 'sample'.")
-    sample: str | None = Field(None, description="A bundled sample id, when no image is sent.")
-    architecture: str
-    config: str | None = Field(None, description="The config as JSON text.")
-    layers: str | None = Field(None, description="JSON list or comma-separated module paths.")
-    weights: str | None = Field(None, description="random, trained, or torchvision:<file>.")
-    weights_file: bytes | None = Field(None, description="Your own weights: .safetensors, or a .pt/.pth state_dict.")
-    channel_layer: str | None = None
-    channel_index: int | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(max_length=64, description="An image model.")
+    image: bytes | None = Field(
+        None, description="An image file (PNG, JPEG...); or give 'sample'.", json_schema_extra={"format": "binary"}
+    )
+    sample: str | None = Field(None, max_length=64, description="A bundled sample id, when no image is sent.")
+    config: dict[str, Any] | None = Field(None, description="The config as JSON text.")
+    layers: list[str] | None = Field(
+        None, max_length=MAX_LAYERS, description="Module paths: a JSON list, or comma-separated."
+    )
+    weights: str = Field("random", max_length=200, description=WEIGHTS_DESCRIPTION)
+    weights_file: bytes | None = Field(
+        None,
+        description="Your own weights: .safetensors, or a .pt/.pth state_dict (read with weights_only=True).",
+        json_schema_extra={"format": "binary"},
+    )
+    weights_filename: str = Field("weights", max_length=200, description="Set from the uploaded file's name.")
+    channel_layer: str | None = Field(None, max_length=200, description="Also return this layer's channel...")
+    channel_index: int = Field(0, ge=0, le=65_535, description="...number channel_index.")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError('config must be JSON text, e.g. {"depth": 18}') from None
+        return value
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("layers must be a JSON list or comma-separated module paths") from None
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
 
 class AttentionRequest(BaseModel):
-    """A text to tokenize and feed to a Transformer or GPT."""
+    """A text to tokenize and feed to a model that reads text."""
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"architecture": "gpt", "config": {"preset": "nano"}, "text": "Attention is all you need."}]
         },
     )
 
-    architecture: Literal["gpt", "transformer"]
+    architecture: str = Field(
+        max_length=64, description="A family whose description says live.attention_maps (GET /api/architectures)."
+    )
     config: dict[str, Any] | None = None
     text: str = Field(
         min_length=1, max_length=2000, description="Tokenized by the bundled byte-pair encoder (64 tokens at most)."
     )
     weights: str = Field(
-        "random", max_length=200, description="random (seed 0): the only weights bundled for these models."
+        "random",
+        max_length=200,
+        description="random (seed 0), or trained: the bundled weights, when GET /api/weights lists them.",
     )

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 import models
 
 from .. import __version__
+from ..engine.choices import describe_choices
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Jinja2Templates(directory=str(ROOT / "templates"))
@@ -28,6 +29,17 @@ PAGES = [
 ]
 
 
+def page_facts() -> dict:
+    """What every page's scripts read at start: the choices, and each family's facts for live pages."""
+    return {
+        "choices": describe_choices(),
+        "architectures": [
+            {"name": a.name, "title": a.title, "live": a.describe()["live"], "presets": [p.name for p in a.presets]}
+            for a in (models.get_architecture(name) for name in models.list_architectures())
+        ],
+    }
+
+
 def _render(request: Request, page: str, title: str) -> HTMLResponse:
     architectures = [models.get_architecture(name) for name in models.list_architectures()]
     return TEMPLATES.TemplateResponse(
@@ -39,6 +51,8 @@ def _render(request: Request, page: str, title: str) -> HTMLResponse:
             "pages": PAGES,
             "version": __version__,
             "architectures": architectures,
+            "choices": describe_choices(),
+            "facts": page_facts(),
         },
     )
 

@@ -1,51 +1,36 @@
-"""POST /api/feature-maps: what each layer of an image model outputs, from a real forward pass."""
+"""POST /api/feature-maps: what each layer of an image model outputs, from a real forward pass.
+
+One route, two bodies, each validated by one pydantic class whose schema is the
+OpenAPI document's: JSON (``FeatureMapsRequest``: a bundled sample) or
+multipart/form-data (``FeatureMapsForm``: an uploaded image, and your weights).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ...engine.errors import InputError
+from ...engine.live import FeatureMapsReport, Upload, sample_bytes
 from ..deps import ServiceDep
-from ..errors import PayloadTooLargeError, UnsupportedMediaError
-from ..realruns import FeatureMapsReport, Upload
-from ..schemas import ERROR_RESPONSES, FeatureMapsForm, FeatureMapsRequest
+from ..errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaError, validation_error
+from ..openapi import schema_ref
+from ..schemas import FeatureMapsForm, FeatureMapsRequest, error_responses
 
 router = APIRouter(tags=["live"])
 
 REQUEST_BODY = {
     "required": True,
     "content": {
-        "application/json": {
-            "schema": FeatureMapsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        },
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["architecture"],
-                "properties": {
-                    name: {"type": "string", "format": "binary"}
-                    if name in ("image", "weights_file")
-                    else {"type": "integer", "minimum": 0}
-                    if name == "channel_index"
-                    else {"type": "string"}
-                    for name in FeatureMapsForm.model_fields
-                },
-            }
-        },
+        "application/json": {"schema": schema_ref(FeatureMapsRequest)},
+        "multipart/form-data": {"schema": schema_ref(FeatureMapsForm)},
     },
 }
-
-
-def _json_field(value: Any, name: str) -> Any:
-    try:
-        return json.loads(value)
-    except (TypeError, json.JSONDecodeError):
-        raise InputError(f"{name} must be JSON text", name) from None
+FILE_FIELDS = ("image", "weights_file")
 
 
 async def _read(upload: UploadFile, limit: int, what: str) -> bytes:
@@ -55,75 +40,72 @@ async def _read(upload: UploadFile, limit: int, what: str) -> bytes:
     return data
 
 
+async def _form_body(request: Request, limit: int) -> FeatureMapsForm:
+    values: dict[str, Any] = {}
+    try:
+        async with request.form(max_files=2, max_fields=20) as form:
+            for name, value in form.multi_items():
+                if name in FILE_FIELDS and isinstance(value, UploadFile):
+                    values[name] = await _read(value, limit, "the image" if name == "image" else "the weights file")
+                    if name == "weights_file":
+                        values["weights_filename"] = value.filename or "weights"
+                elif isinstance(value, str):
+                    values[name] = value
+                # any other file part is not read: only image and weights_file are files here
+    except (AssertionError, ValueError, KeyError) as exc:  # multipart the parser cannot read
+        if isinstance(exc, InputError):
+            raise
+        raise BadRequestError(f"the multipart body cannot be read: {exc}") from None
+    try:
+        return FeatureMapsForm.model_validate(values)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    except RecursionError:
+        raise InputError("config or layers nest too deeply to read", "config") from None
+
+
+async def feature_maps_body(request: Request, service: ServiceDep) -> FeatureMapsRequest | FeatureMapsForm:
+    """The request body, JSON or multipart, validated by its pydantic class."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _form_body(request, service.settings.max_upload_mb * 2**20)
+    if content_type.startswith("application/json"):
+        try:
+            return FeatureMapsRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        except (RecursionError, json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError("the body is not valid JSON (or nests too deeply to read)", "body") from None
+    raise UnsupportedMediaError("send multipart/form-data (with an image) or application/json (with a sample)")
+
+
 @router.post(
     "/api/feature-maps",
     response_model=FeatureMapsReport,
     summary="Feature maps of an image",
     openapi_extra={"requestBody": REQUEST_BODY},
-    responses={k: ERROR_RESPONSES[k] for k in (404, 413, 415, 422, 503, 504)},
+    responses=error_responses(400, 404, 413, 415, 422, 503, 504),
 )
-async def feature_maps(request: Request, service: ServiceDep) -> FeatureMapsReport:
+async def feature_maps(
+    body: Annotated[FeatureMapsRequest | FeatureMapsForm, Depends(feature_maps_body)], service: ServiceDep
+) -> FeatureMapsReport:
     """Send an image (multipart) or pick a bundled sample (JSON); get each layer's channels as a PNG grid,
     per-channel statistics, one channel's values on demand, and the class probabilities."""
-    content_type = request.headers.get("content-type", "")
-    limit = service.settings.max_upload_mb * 2**20
     upload = None
-    if content_type.startswith("multipart/form-data"):
-        async with request.form(max_files=2, max_fields=20) as form:
-            architecture = form.get("architecture")
-            if not isinstance(architecture, str) or not architecture:
-                raise InputError("architecture is required", "architecture")
-            config = _json_field(form.get("config"), "config") if form.get("config") else None
-            if config is not None and not isinstance(config, dict):
-                raise InputError("config must be a JSON object", "config")
-            raw_layers = form.get("layers")
-            layers = None
-            if isinstance(raw_layers, str) and raw_layers.strip():
-                text = raw_layers.strip()
-                layers = _json_field(text, "layers") if text.startswith("[") else [p.strip() for p in text.split(",")]
-                if not isinstance(layers, list) or not all(isinstance(p, str) for p in layers):
-                    raise InputError("layers must be a list of module paths", "layers")
-            image = form.get("image")
-            sample = form.get("sample")
-            if isinstance(image, UploadFile):
-                image_bytes = await _read(image, limit, "the image")
-            elif isinstance(sample, str) and sample:
-                image_bytes = service.real.sample_bytes(sample)
-            else:
-                raise InputError("send an image file or name a sample", "image")
-            weights = form.get("weights") if isinstance(form.get("weights"), str) else "random"
-            weights_file = form.get("weights_file")
-            if isinstance(weights_file, UploadFile):
-                upload = Upload(
-                    await _read(weights_file, limit, "the weights file"), weights_file.filename or "weights"
-                )
-                weights = "upload"
-            channel = None
-            if form.get("channel_layer"):
-                try:
-                    channel = (str(form.get("channel_layer")), int(str(form.get("channel_index") or 0)))
-                except ValueError:
-                    raise InputError("channel_index must be an integer", "channel_index") from None
-                if channel[1] < 0:
-                    raise InputError("channel_index must be >= 0", "channel_index")
-    elif content_type.startswith("application/json"):
-        try:
-            body = FeatureMapsRequest.model_validate(await request.json())
-        except (ValidationError, ValueError) as exc:
-            raise _invalid(exc) from None
-        architecture, config, layers, weights = body.architecture, body.config, body.layers, body.weights
-        image_bytes = service.real.sample_bytes(body.sample)
-        channel = (body.channel.layer, body.channel.index) if body.channel else None
+    if isinstance(body, FeatureMapsForm):
+        if body.image is not None:
+            image = body.image
+        elif body.sample:
+            image = sample_bytes(body.sample)
+        else:
+            raise InputError("send an image file or name a sample", "image")
+        if body.weights_file is not None:
+            upload = Upload(body.weights_file, body.weights_filename)
+        channel = (body.channel_layer, body.channel_index) if body.channel_layer else None
     else:
-        raise UnsupportedMediaError("send multipart/form-data (with an image) or application/json (with a sample)")
+        image = sample_bytes(body.sample)
+        channel = (body.channel.layer, body.channel.index) if body.channel else None
+    weights = "upload" if upload else body.weights
     return await service.run(
-        lambda: service.real.feature_maps(architecture, config, image_bytes, layers, weights, upload, channel)
+        lambda: service.live.feature_maps(body.architecture, body.config, image, body.layers, weights, upload, channel)
     )
-
-
-def _invalid(exc: Exception) -> InputError:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        return InputError(f"{field}: {first['msg']}", field)
-    return InputError("the body is not valid JSON", "body")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from ... import __version__
+from ...engine.device import device_info
 from ..deps import ServiceDep
 
 router = APIRouter(tags=["health"])
@@ -17,17 +17,22 @@ class Health(BaseModel):
     version: str
     torch: str
     device: str
+    gpu: str | None
     cache_entries: int
+    cache_bytes: int
     real_runs_active: int
 
 
 @router.get("/api/health", response_model=Health, summary="Liveness, torch version and device")
 def health(service: ServiceDep) -> Health:
+    facts = device_info(service.device)
     return Health(
         status="ok",
         version=__version__,
-        torch=torch.__version__,
-        device=service.device,
+        torch=facts["torch"],
+        device=facts["device"],
+        gpu=facts["gpu"],
         cache_entries=len(service.cache),
+        cache_bytes=service.cache.bytes,
         real_runs_active=service.gate.active,
     )
