@@ -29,7 +29,9 @@ export async function request(method, path, body, { busyText, signal, accept } =
   setBusy(true, busyText);
   try {
     const init = { method, headers: {}, signal };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body; // the browser writes the multipart boundary
+    } else if (body !== undefined) {
       init.headers["content-type"] = "application/json";
       init.body = JSON.stringify(body);
     }
@@ -45,6 +47,17 @@ export async function request(method, path, body, { busyText, signal, accept } =
 
 export const get = (path, options) => request("GET", path, undefined, options);
 export const post = (path, body, options) => request("POST", path, body, options);
+
+// Choices (dtypes, precisions, optimizers) and each family's live facts, written into every page by the server.
+let pageFacts = null;
+export function facts() {
+  if (!pageFacts) pageFacts = JSON.parse(document.getElementById("layerscope-facts").textContent);
+  return pageFacts;
+}
+
+export function familyFacts(name) {
+  return facts().architectures.find((a) => a.name === name) || null;
+}
 
 const architectureCache = new Map();
 

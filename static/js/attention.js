@@ -1,20 +1,26 @@
 // Attention page: tokenize a text, run GPT or the Transformer, and look at every head's weights.
 
-import { ApiError, architecture, debounce, post } from "./api.js";
+import { architecture, debounce, familyFacts, get, post } from "./api.js";
 import { draw } from "./charts.js";
+import { clearError, showError } from "./errors.js";
 import { escapeHtml } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { arch: "gpt", preset: "nano", weights: "trained", layer: 0, head: 0, text: "" };
+const state = { arch: "", preset: "", weights: "", layer: 0, head: 0, text: "" };
 let report = null;
+let sources = []; // weights for this architecture, with the config bundled ones need
 let generation = 0;
+
+function livePreset(arch) {
+  return familyFacts(arch)?.live?.preset || "";
+}
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
-  state.arch = params.get("a") || "gpt";
-  state.preset = params.get("p") ?? (state.arch === "gpt" ? "nano" : "tiny");
+  state.arch = params.get("a") || $("at-arch").options[0].value;
+  state.preset = params.get("p") ?? livePreset(state.arch);
   state.text = params.get("t") || $("at-text").value;
-  state.weights = params.get("w") || (state.arch === "gpt" && state.preset === "nano" ? "trained" : "random");
+  state.weights = params.get("w") || ""; // empty: the bundled weights when they fit, else random
   state.layer = Number.parseInt(params.get("l") || "0", 10) || 0;
   state.head = Number.parseInt(params.get("h") || "0", 10) || 0;
 }
@@ -28,16 +34,25 @@ async function loadPresets() {
   const info = await architecture(state.arch);
   $("at-arch").value = state.arch;
   $("at-preset").innerHTML = info.presets.map((p) => `<option value="${escapeHtml(p.name)}">${escapeHtml(p.title)}</option>`).join("");
-  if (!info.presets.some((p) => p.name === state.preset)) state.preset = info.presets[info.presets.length - 1].name;
+  if (!info.presets.some((p) => p.name === state.preset)) state.preset = livePreset(state.arch) || info.presets[0].name;
   $("at-preset").value = state.preset;
+  sources = await get(`/api/weights?architecture=${encodeURIComponent(state.arch)}`);
+  $("at-weights-source").innerHTML = sources.map((s) => `<option value="${escapeHtml(s.id)}">${escapeHtml(s.label)}</option>`).join("");
   syncWeights();
 }
 
+function fits(source) {
+  // Bundled weights fit the one preset they were trained as.
+  return !source.config || source.config.preset === state.preset;
+}
+
 function syncWeights() {
-  // The bundled trained weights fit the nano GPT only.
-  const trainable = state.arch === "gpt" && state.preset === "nano";
-  $("at-weights-source").querySelector('option[value="trained"]').disabled = !trainable;
-  if (!trainable) state.weights = "random";
+  for (const option of $("at-weights-source").options) option.disabled = !fits(sources.find((s) => s.id === option.value));
+  const chosen = sources.find((s) => s.id === state.weights);
+  if (!chosen || !fits(chosen)) {
+    const preferred = sources.find((s) => s.facts && s.facts.live_default && fits(s));
+    state.weights = preferred ? preferred.id : "random";
+  }
   $("at-weights-source").value = state.weights;
 }
 
@@ -52,13 +67,11 @@ async function run() {
     );
     if (mine !== generation) return;
     report = result;
-    $("error").hidden = true;
+    clearError($("error"));
     render();
   } catch (error) {
     if (mine !== generation) return;
-    const body = error instanceof ApiError ? error.body : { detail: String(error) };
-    $("error").innerHTML = `<strong>Attention failed</strong>${body.field ? ` (field <code>${escapeHtml(body.field)}</code>)` : ""}: ${escapeHtml(body.detail)}`;
-    $("error").hidden = false;
+    showError($("error"), error, { title: "Attention failed", fieldFor: (body) => (body.field === "text" ? $("at-text") : null) });
   }
 }
 
@@ -153,8 +166,8 @@ function bind() {
   $("at-text").addEventListener("input", later);
   $("at-arch").addEventListener("change", async () => {
     state.arch = $("at-arch").value;
-    state.preset = state.arch === "gpt" ? "nano" : "tiny";
-    state.weights = state.arch === "gpt" ? "trained" : "random";
+    state.preset = livePreset(state.arch);
+    state.weights = "";
     state.layer = 0;
     state.head = 0;
     await loadPresets();

@@ -1,20 +1,14 @@
 // Build page: compose a `sequential` model layer by layer; shapes update after every change.
 
-import { ApiError, debounce, download, get, post } from "./api.js";
+import { architecture, debounce, download, get, post } from "./api.js";
+import { showError as showBanner } from "./errors.js";
 import { bytes, count, escapeHtml, flops, shape } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
-const DEFAULT_SPEC = {
-  input_shape: [1, 28, 28],
-  input_type: "float",
-  layers: [
-    { type: "Conv2d", in_channels: 1, out_channels: 8, kernel_size: 3, padding: 1 },
-    { type: "ReLU" },
-    { type: "MaxPool2d", kernel_size: 2 },
-  ],
-};
+const FAMILY = "sequential"; // the builder composes models of this family
+let defaultSpec = null; // the family's default config, from the server
 let types = new Map(); // type -> {arguments}
-let spec = structuredClone(DEFAULT_SPEC);
+let spec = null;
 let batch = 1;
 let shapes = new Map(); // module path -> output shape
 let lastOutput = null;
@@ -24,10 +18,11 @@ let generation = 0;
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
+  spec = structuredClone(defaultSpec);
   try {
     if (params.has("spec")) spec = JSON.parse(params.get("spec"));
   } catch {
-    spec = structuredClone(DEFAULT_SPEC);
+    spec = structuredClone(defaultSpec);
   }
   batch = Number.parseInt(params.get("b") || "1", 10) || 1;
 }
@@ -122,7 +117,7 @@ function argsHtml(layer, where) {
     .map((arg) => {
       const value = layer[arg.name];
       const placeholder = arg.required ? "required" : showValue(arg.default) || "default";
-      return `<label>${escapeHtml(arg.name)}<input type="text" data-arg="${escapeHtml(arg.name)}" data-where="${where}" value="${escapeHtml(showValue(value))}" placeholder="${escapeHtml(placeholder)}" ${arg.required ? "required" : ""}></label>`;
+      return `<label>${escapeHtml(arg.name)}<input type="text" data-arg="${escapeHtml(arg.name)}" data-where="${escapeHtml(where)}" value="${escapeHtml(showValue(value))}" placeholder="${escapeHtml(placeholder)}" ${arg.required ? "required" : ""}></label>`;
     })
     .join("");
   return `<div class="layer-args">${fields}</div>`;
@@ -164,7 +159,7 @@ function renderList() {
   $("input-shape").value = spec.input_shape.join(", ");
   $("input-type").value = spec.input_type || "float";
   $("batch-size").value = String(batch);
-  const params = new URLSearchParams({ a: "sequential", c: JSON.stringify(spec) });
+  const params = new URLSearchParams({ a: FAMILY, c: JSON.stringify(spec) });
   if (batch !== 1) params.set("b", String(batch));
   $("open-explorer").href = `/?${params}`;
 }
@@ -188,19 +183,21 @@ function renderShapes(summary) {
   $("layer-total").textContent = `(${summary.layers.length - 1} modules)`;
 }
 
-function showError(error) {
-  const body = error instanceof ApiError ? error.body : { detail: String(error) };
-  document.querySelectorAll(".layer-item.invalid").forEach((el) => el.classList.remove("invalid"));
-  let module = body.layer;
-  if (!module && body.field && body.field.startsWith("config.layers.")) {
+function moduleOf(body) {
+  if (body.layer) return body.layer;
+  if (body.field && body.field.startsWith("config.layers.")) {
     // config.layers.3.layers.0 -> module 3.body.0
     const parts = body.field.replace("config.layers.", "").split(".");
-    module = parts.map((p) => (p === "layers" ? "body" : p)).join(".");
+    return parts.map((p) => (p === "layers" ? "body" : p)).join(".");
   }
+  return null;
+}
+
+function showError(error) {
+  document.querySelectorAll(".layer-item.invalid").forEach((el) => el.classList.remove("invalid"));
+  const body = showBanner($("error"), error, { title: "The shapes do not fit" });
+  const module = moduleOf(body);
   if (module) document.querySelector(`.layer-item[data-module="${CSS.escape(module)}"]`)?.classList.add("invalid");
-  const where = module ? ` at layer <code>${escapeHtml(module)}</code>` : body.field ? ` (field <code>${escapeHtml(body.field)}</code>)` : "";
-  $("error").innerHTML = `<strong>The shapes do not fit</strong>${where}: ${escapeHtml(body.detail)}`;
-  $("error").hidden = false;
 }
 
 // ---------------------------------------------------------------- updating
@@ -212,7 +209,7 @@ async function update() {
   try {
     const summary = await post(
       "/api/summary",
-      { architecture: "sequential", config: spec, input: { batch_size: batch } },
+      { architecture: FAMILY, config: spec, input: { batch_size: batch } },
       { busyText: "Checking shapes…" },
     );
     if (mine !== generation) return;
@@ -298,7 +295,7 @@ const laterQuiet = debounce(async () => {
   writeUrl();
   const mine = ++generation;
   try {
-    const summary = await post("/api/summary", { architecture: "sequential", config: spec, input: { batch_size: batch } }, { busyText: "Checking shapes…" });
+    const summary = await post("/api/summary", { architecture: FAMILY, config: spec, input: { batch_size: batch } }, { busyText: "Checking shapes…" });
     if (mine !== generation) return;
     $("error").hidden = true;
     renderShapes(summary);
@@ -311,15 +308,19 @@ function applySpec(text) {
   try {
     const parsed = JSON.parse(text);
     if (!Array.isArray(parsed.layers)) throw new Error("the spec needs a 'layers' list");
-    spec = { input_shape: parsed.input_shape || [1, 28, 28], input_type: parsed.input_type || "float", layers: parsed.layers };
+    spec = {
+      input_shape: parsed.input_shape || defaultSpec.input_shape,
+      input_type: parsed.input_type || defaultSpec.input_type,
+      layers: parsed.layers,
+    };
     update();
   } catch (error) {
-    $("error").innerHTML = `<strong>That JSON cannot be used</strong>: ${escapeHtml(error.message)}`;
-    $("error").hidden = false;
+    showBanner($("error"), error, { title: "That JSON cannot be used" });
   }
 }
 
 async function init() {
+  defaultSpec = (await architecture(FAMILY)).defaults;
   const list = await get("/api/layer-types");
   types = new Map(list.map((t) => [t.type, t]));
   $("new-type").innerHTML = [...types.keys()]

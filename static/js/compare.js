@@ -1,7 +1,8 @@
 // Compare page: two to eight selections side by side. State lives in the URL (?s=[...]).
 
-import { ApiError, architecture, debounce, download, get, post } from "./api.js";
+import { architecture, debounce, download, get, post } from "./api.js";
 import { draw, palette } from "./charts.js";
+import { clearError, showError } from "./errors.js";
 import { bytes, count, escapeHtml, flops } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -65,12 +66,10 @@ async function compare() {
   writeUrl();
   try {
     report = await post("/api/compare", body(), { busyText: "Comparing…" });
-    $("error").hidden = true;
+    clearError($("error"));
     render();
   } catch (error) {
-    const detail = error instanceof ApiError ? error.body : { detail: String(error) };
-    $("error").innerHTML = `<strong>Comparison failed</strong>${detail.field ? ` (field <code>${escapeHtml(detail.field)}</code>)` : ""}: ${escapeHtml(detail.detail)}`;
-    $("error").hidden = false;
+    showError($("error"), error, { title: "Comparison failed" });
   }
 }
 

@@ -1,19 +1,16 @@
 // Explorer page: pick an architecture, configure it, and see every layer's figures. State lives in the URL.
 
-import { ApiError, architecture, debounce, download, post } from "./api.js";
+import { architecture, debounce, download, facts, post } from "./api.js";
 import { draw, palette } from "./charts.js";
+import { clearError as clearBanner, showError as showBanner } from "./errors.js";
 import { bytes, count, escapeHtml, flops, shape } from "./format.js";
 import { SchemaForm } from "./form.js";
 import { LayerTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
-const OPTIMIZERS = [
-  ["sgd", "SGD"],
-  ["sgd-momentum", "SGD + momentum"],
-  ["adam", "Adam"],
-  ["adamw", "AdamW"],
-];
-const SHORT = { sgd: "SGD", "sgd-momentum": "Momentum", adam: "Adam", adamw: "AdamW" };
+const CHOICES = facts().choices;
+const OPTIMIZERS = CHOICES.optimizers; // [{id, label, short}]
+const PRECISIONS = CHOICES.precisions; // [{id, label, dtype, autocast}]
 const PARTS = ["weights", "buffers", "gradients", "optimizer_state", "activations", "inputs", "transient"];
 
 const state = {
@@ -21,11 +18,14 @@ const state = {
   config: {},
   batch: 1,
   shape: "",
-  dtype: "float32",
-  optimizer: "adam",
+  optimizer: CHOICES.default_optimizer,
   precision: "fp32",
   layer: null,
 };
+
+function precisionOf(id) {
+  return PRECISIONS.find((p) => p.id === id) || PRECISIONS[0];
+}
 let info = null; // the architecture's description
 let summary = null;
 let memory = { inference: null, train: {} };
@@ -70,9 +70,10 @@ function readUrl() {
   }
   state.batch = Number.parseInt(params.get("b") || "1", 10) || 1;
   state.shape = params.get("s") || "";
-  state.dtype = params.get("dt") || "float32";
-  state.optimizer = params.get("o") || "adam";
-  state.precision = params.get("p") || "fp32";
+  state.optimizer = params.get("o") || CHOICES.default_optimizer;
+  // Links from before precision and dtype were one control carry dt=bfloat16: the plain precision of that dtype.
+  const legacy = PRECISIONS.find((p) => p.dtype === params.get("dt") && !p.autocast);
+  state.precision = params.get("p") || (legacy ? legacy.id : "fp32");
   state.layer = params.get("l");
 }
 
@@ -82,8 +83,7 @@ function writeUrl() {
   if (Object.keys(state.config).length) params.set("c", JSON.stringify(state.config));
   if (state.batch !== 1) params.set("b", String(state.batch));
   if (state.shape) params.set("s", state.shape);
-  if (state.dtype !== "float32") params.set("dt", state.dtype);
-  if (state.optimizer !== "adam") params.set("o", state.optimizer);
+  if (state.optimizer !== CHOICES.default_optimizer) params.set("o", state.optimizer);
   if (state.precision !== "fp32") params.set("p", state.precision);
   if (state.layer !== null && state.layer !== undefined) params.set("l", state.layer);
   history.replaceState(null, "", `${location.pathname}?${params}`);
@@ -92,14 +92,15 @@ function writeUrl() {
 // ---------------------------------------------------------------- requests
 
 function selection() {
-  const body = { architecture: state.arch, config: state.config, dtype: state.dtype, input: { batch_size: state.batch } };
+  const body = { architecture: state.arch, config: state.config, dtype: precisionOf(state.precision).dtype, input: { batch_size: state.batch } };
   const dims = state.shape.split(/[\s,x×]+/).filter(Boolean).map(Number);
   if (dims.length) body.input.shape = dims;
   return body;
 }
 
-function memoryBody(mode, optimizer) {
-  return { ...selection(), mode, optimizer, precision: state.precision };
+function memoryBody() {
+  const { dtype, ...rest } = selection();
+  return { ...rest, precision: state.precision };
 }
 
 async function refresh() {
@@ -120,20 +121,11 @@ async function refresh() {
 
 async function refreshMemory(mine) {
   try {
-    const inference = await post("/api/memory", memoryBody("inference", "adam"), { busyText: "Estimating memory…" });
+    // One request: the inference peak and a training step with every optimizer.
+    const overview = await post("/api/memory/optimizers", memoryBody(), { busyText: "Estimating memory…" });
     if (mine !== generation) return;
-    memory = { inference, train: {} };
-    const selected = await post("/api/memory", memoryBody("train", state.optimizer), { busyText: "Estimating a training step…" });
-    if (mine !== generation) return;
-    memory.train[state.optimizer] = selected;
+    memory = { inference: overview.inference, train: overview.training };
     renderMemory();
-    for (const [name] of OPTIMIZERS) {
-      if (memory.train[name]) continue;
-      const report = await post("/api/memory", memoryBody("train", name), { busyText: "Comparing optimizers…" });
-      if (mine !== generation) return;
-      memory.train[name] = report;
-      renderMemoryChart();
-    }
   } catch (error) {
     if (mine === generation) showError(error, "memory");
   }
@@ -170,7 +162,7 @@ function renderMemory() {
   const inference = memory.inference;
   const training = memory.train[state.optimizer];
   setTile("tile-inference", bytes(inference.peak_bytes), `one forward at batch ${inference.batch_size}, ${inference.precision}`);
-  const optimizer = OPTIMIZERS.find(([name]) => name === state.optimizer)[1];
+  const optimizer = OPTIMIZERS.find((o) => o.id === state.optimizer).label;
   setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}`);
   table.setSaved(savedByPath());
   if (state.layer !== null) showLayer(summary.layers.find((r) => r.path === state.layer));
@@ -180,6 +172,10 @@ function renderMemory() {
 
 function renderFormula(report) {
   const f = report.formula;
+  if (!f) {
+    $("formula").innerHTML = "";
+    return;
+  }
   $("formula").innerHTML = `
     <h3>Textbook estimate beside the exact figure</h3>
     <div class="formula-grid">
@@ -261,7 +257,7 @@ function renderCharts() {
 }
 
 function renderMemoryChart() {
-  const reports = [["Inference", memory.inference], ...OPTIMIZERS.map(([name]) => [`Train ${SHORT[name]}`, memory.train[name]])].filter(([, r]) => r);
+  const reports = [["Inference", memory.inference], ...OPTIMIZERS.map((o) => [`Train ${o.short}`, memory.train[o.id]])].filter(([, r]) => r);
   const labels = reports.map(([label]) => label);
   const traces = PARTS.map((part, i) => ({
     type: "bar",
@@ -276,7 +272,7 @@ function renderMemoryChart() {
     mode: "markers",
     name: "textbook formula",
     x: labels,
-    y: reports.map(([, r]) => r.formula.estimate_bytes / 2 ** 20),
+    y: reports.map(([, r]) => (r.formula ? r.formula.estimate_bytes / 2 ** 20 : null)),
     marker: { symbol: "diamond", size: 12, color: "#111827", line: { color: "#ffffff", width: 1.5 } },
     hovertemplate: "%{x}<br>textbook: %{y:,.1f} MiB<extra></extra>",
   });
@@ -291,25 +287,24 @@ function renderMemoryChart() {
 // ---------------------------------------------------------------- errors
 
 function clearError() {
-  $("error").hidden = true;
-  document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  clearBanner($("error"));
+}
+
+function fieldFor(body) {
+  if (!body.field) return null;
+  const name = body.field.replace(/^config\./, "").split(".")[0];
+  return document.querySelector(`#config-form [name="${CSS.escape(name)}"]`)
+    || (body.field.startsWith("input") ? $("input-shape") : null)
+    || (body.field.endsWith("batch_size") ? $("batch-size") : null)
+    || (body.field === "precision" || body.field === "dtype" ? $("precision") : null);
 }
 
 function showError(error, what = "summary") {
-  const banner = $("error");
-  const body = error instanceof ApiError ? error.body : { detail: String(error) };
-  const where = [];
-  if (body.layer) where.push(`layer <code>${escapeHtml(body.layer)}</code>`);
-  if (body.field) where.push(`field <code>${escapeHtml(body.field)}</code>`);
-  banner.innerHTML = `<strong>${what === "memory" ? "Memory estimate failed" : "This configuration does not work"}</strong>${where.length ? ` (${where.join(", ")})` : ""}: ${escapeHtml(body.detail || error.message)}${summary ? `<span class="muted"> The last good result stays below.</span>` : ""}`;
-  banner.hidden = false;
-  if (body.field) {
-    const name = body.field.replace(/^config\./, "").split(".")[0];
-    const input = document.querySelector(`#config-form [name="${CSS.escape(name)}"]`)
-      || (body.field.startsWith("input") ? $("input-shape") : null)
-      || (body.field === "batch_size" ? $("batch-size") : null);
-    input?.setAttribute("aria-invalid", "true");
-  }
+  showBanner($("error"), error, {
+    title: what === "memory" ? "Memory estimate failed" : "This configuration does not work",
+    fieldFor,
+    note: summary ? " The last good result stays below." : "",
+  });
 }
 
 // ---------------------------------------------------------------- set-up
@@ -380,17 +375,16 @@ function bindControls() {
   };
   $("batch-size").addEventListener("input", () => setBatch($("batch-size").value));
   $("batch-range").addEventListener("input", () => setBatch($("batch-range").value));
-  for (const [id, key] of [["dtype", "dtype"], ["optimizer", "optimizer"], ["precision", "precision"]]) {
-    $(id).addEventListener("change", () => {
-      state[key] = $(id).value;
-      if (key === "dtype") refresh();
-      else {
-        writeUrl();
-        if (key === "precision") memory = { inference: null, train: {} };
-        if (summary) refreshMemory(++generation);
-      }
-    });
-  }
+  $("precision").addEventListener("change", () => {
+    state.precision = $("precision").value;
+    memory = { inference: null, train: {} };
+    refresh(); // the parameters' dtype changes the summary's bytes too
+  });
+  $("optimizer").addEventListener("change", () => {
+    state.optimizer = $("optimizer").value;
+    writeUrl();
+    if (memory.inference) renderMemory(); // every optimizer's step is already there
+  });
   $("expand-all").addEventListener("click", () => table.expandAll());
   $("collapse-all").addEventListener("click", () => table.collapseAll());
   $("export-json").addEventListener("click", () => {
@@ -410,7 +404,6 @@ function init() {
   readUrl();
   $("batch-size").value = String(state.batch);
   $("batch-range").value = String(Math.min(state.batch, 256));
-  $("dtype").value = state.dtype;
   $("optimizer").value = state.optimizer;
   $("precision").value = state.precision;
   bindControls();

@@ -1,12 +1,15 @@
 // Feature maps page: a real forward pass on an image; each layer's channels, and one channel up close.
 
-import { ApiError, architecture, debounce, get, request, setBusy } from "./api.js";
+import { architecture, debounce, get, request } from "./api.js";
 import { draw, palette } from "./charts.js";
+import { clearError, showError as showBanner } from "./errors.js";
 import { escapeHtml, shape } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { arch: "alexnet", preset: "", weights: "random", sample: "cat", input: "sample" };
+const state = { arch: "alexnet", preset: "", weights: "", sample: "cat", input: "sample" };
 let info = null;
+let sources = []; // the weights this architecture can use, with their facts
+let drawable = null; // bundled weights that accept a drawn digit: {architecture, config, ...}
 let lastReport = null;
 let uploadedImage = null; // File
 let weightsFile = null; // File
@@ -18,7 +21,7 @@ function readUrl() {
   const params = new URLSearchParams(location.search);
   state.arch = params.get("a") || state.arch;
   state.preset = params.get("p") || "";
-  state.weights = params.get("w") || (state.arch === "lenet5" ? "trained" : "random");
+  state.weights = params.get("w") || ""; // empty: the architecture's default weights, once they are known
   state.sample = params.get("s") || state.sample;
 }
 
@@ -31,8 +34,13 @@ function writeUrl() {
 
 // ---------------------------------------------------------------- requests
 
+function chosenSource() {
+  return sources.find((s) => s.id === state.weights) || null;
+}
+
 function config() {
-  if (state.arch === "lenet5" && state.weights === "trained") return { variant: "modern" };
+  const source = chosenSource();
+  if (source && source.config) return source.config; // bundled or torchvision weights fit one config
   return state.preset ? { preset: state.preset } : {};
 }
 
@@ -65,15 +73,7 @@ async function send(extra = {}) {
     form.set("channel_layer", extra.channel.layer);
     form.set("channel_index", String(extra.channel.index));
   }
-  setBusy(true, "Running the model…");
-  try {
-    const response = await fetch("/api/feature-maps", { method: "POST", body: form });
-    const data = await response.json();
-    if (!response.ok) throw new ApiError(response.status, data);
-    return data;
-  } finally {
-    setBusy(false);
-  }
+  return request("POST", "/api/feature-maps", form, { busyText: "Running the model…" });
 }
 
 async function run() {
@@ -83,7 +83,7 @@ async function run() {
     const report = await send();
     if (mine !== generation) return;
     lastReport = report;
-    $("error").hidden = true;
+    clearError($("error"));
     render(report);
   } catch (error) {
     if (mine === generation) showError(error);
@@ -122,9 +122,10 @@ function renderPrediction(report) {
     return;
   }
   box.hidden = false;
-  const trained = report.weights.source === "trained";
+  const labels = chosenSource()?.facts?.labels; // weights that name their classes show every class
+  const trained = Boolean(labels) && !weightsFile;
   const items = trained
-    ? report.prediction.probabilities.map((p, i) => ({ label: String(i), probability: p }))
+    ? report.prediction.probabilities.map((p, i) => ({ label: labels[i] ?? String(i), probability: p }))
     : report.prediction.top;
   draw($("fm-prediction"), [
     {
@@ -136,7 +137,7 @@ function renderPrediction(report) {
     },
   ], {
     yaxis: { title: "probability", range: [0, 1], tickformat: ".0%" },
-    xaxis: { type: "category", title: trained ? "digit" : "class index (random weights: meaningless)" },
+    xaxis: { type: "category", title: trained ? "class" : report.weights.source === "random" ? "class index (random weights: meaningless)" : "class index" },
     margin: { l: 56, r: 8, t: 8, b: 48 },
   });
   $("fm-prediction").dataset.top = report.prediction.top[0].label;
@@ -180,9 +181,7 @@ function channelAt(img, layer, event) {
 }
 
 function showError(error) {
-  const body = error instanceof ApiError ? error.body : { detail: String(error) };
-  $("error").innerHTML = `<strong>The model could not run</strong>${body.field ? ` (field <code>${escapeHtml(body.field)}</code>)` : ""}: ${escapeHtml(body.detail)}`;
-  $("error").hidden = false;
+  showBanner($("error"), error, { title: "The model could not run" });
 }
 
 // ---------------------------------------------------------------- set-up
@@ -192,12 +191,14 @@ async function loadArchitecture() {
   $("fm-arch").value = state.arch;
   $("fm-preset").innerHTML = `<option value="">Default</option>${info.presets.map((p) => `<option value="${escapeHtml(p.name)}">${escapeHtml(p.title)}</option>`).join("")}`;
   $("fm-preset").value = state.preset;
-  const sources = await get(`/api/weights?architecture=${encodeURIComponent(state.arch)}`);
+  sources = await get(`/api/weights?architecture=${encodeURIComponent(state.arch)}`);
   $("fm-weights").innerHTML = sources.map((s) => `<option value="${escapeHtml(s.id)}">${escapeHtml(s.label)}</option>`).join("");
-  if (!sources.some((s) => s.id === state.weights)) state.weights = "random";
+  if (!sources.some((s) => s.id === state.weights)) {
+    const preferred = sources.find((s) => s.facts && s.facts.live_default); // the family's bundled weights
+    state.weights = preferred ? preferred.id : "random";
+  }
   $("fm-weights").value = state.weights;
-  $("fm-preset").disabled = state.weights === "trained";
-  $("draw-box").hidden = state.arch !== "lenet5";
+  $("fm-preset").disabled = Boolean(chosenSource()?.config);
 }
 
 function bindDrawing() {
@@ -243,9 +244,11 @@ function bindDrawing() {
 }
 
 async function useDrawing() {
-  if (state.arch !== "lenet5" || state.weights !== "trained") {
-    state.arch = "lenet5";
-    state.weights = "trained";
+  // A drawing feeds weights trained on drawn-like digits: switch to them if another model is chosen.
+  if (!chosenSource()?.facts?.accepts_drawing && drawable) {
+    state.arch = drawable.architecture;
+    state.weights = drawable.id;
+    state.preset = "";
     await loadArchitecture();
   }
   state.input = "drawing";
@@ -255,6 +258,10 @@ async function useDrawing() {
 
 async function init() {
   readUrl();
+  const everyWeights = await get("/api/weights");
+  drawable = everyWeights.find((s) => s.facts && s.facts.accepts_drawing) || null;
+  $("draw-box").hidden = !drawable;
+  if (drawable) $("draw-model").textContent = `(${drawable.label.split(":")[0]})`;
   const samples = await get("/api/samples");
   $("fm-samples").innerHTML = samples
     .map((s) => `<button type="button" class="sample${s.id === state.sample ? " selected" : ""}" role="radio" aria-checked="${s.id === state.sample}" data-sample="${s.id}" title="${escapeHtml(`${s.title} (${s.credit})`)}"><img src="${s.url}" alt="${escapeHtml(s.title)}"></button>`)
@@ -273,10 +280,10 @@ async function init() {
   $("fm-arch").addEventListener("change", async () => {
     state.arch = $("fm-arch").value;
     state.preset = "";
-    state.weights = state.arch === "lenet5" ? "trained" : "random";
+    state.weights = ""; // the new architecture's default weights
     weightsFile = null;
     $("fm-weights-file").value = "";
-    if (state.input === "drawing" && state.arch !== "lenet5") state.input = "sample";
+    if (state.input === "drawing") state.input = "sample";
     $("channel-panel").hidden = true;
     await loadArchitecture();
     run();
