@@ -140,9 +140,51 @@ def test_list_architectures_order() -> None:
     ]
 
 
-def test_describe_is_json_ready() -> None:
+def test_describe_is_json_ready_and_round_trips() -> None:
     import json
 
     for arch in REGISTRY:
-        text = json.dumps(arch.describe())
-        assert arch.name in text
+        described = json.loads(json.dumps(arch.describe()))
+        assert described["name"] == arch.name
+        assert described["defaults"] == arch.parse_config(described["defaults"]).model_dump(mode="json")
+        for preset in described["presets"]:  # each preset's described config rebuilds the same preset
+            assert arch.parse_config(preset["config"]) == arch.parse_config({"preset": preset["name"]})
+
+
+@pytest.mark.parametrize(
+    ("name", "preset", "published"),
+    [
+        # GPT-2 as OpenAI released it (tied embeddings), the counts Hugging Face's checkpoints report.
+        ("gpt", "gpt2", 124_439_808),
+        ("gpt", "gpt2-medium", 354_823_168),
+        ("gpt", "gpt2-large", 774_030_080),
+        # ViT-L/16 as torchvision publishes it (its model table).
+        ("vit", "vit_l_16", 304_326_632),
+        ("vit", "vit_b_16", 86_567_656),
+    ],
+)
+def test_presets_match_published_counts(name: str, preset: str, published: int) -> None:
+    """The presets' declared counts come from closed forms in the same files: pin them to published figures."""
+    assert models.get_architecture(name).preset(preset).params == published
+    assert sum(p.numel() for p in _build(name, preset).parameters()) == published
+
+
+@pytest.mark.parametrize("preset", ["base", "big"])
+def test_transformer_presets_match_torch_nn_transformer(preset: str) -> None:
+    """Reference: torch.nn.Transformer with the same sizes, plus the shared embedding, less its two final norms.
+
+    The paper's base and big configurations (65M and 213M in its table, rounded, with a 37,000-token vocabulary
+    shared by source, target and the pre-softmax projection) built by PyTorch's own modules.
+    """
+    arch = models.get_architecture("transformer")
+    config = arch.parse_config({"preset": preset})
+    with torch.device("meta"):
+        reference = torch.nn.Transformer(
+            config.d_model, config.heads, config.encoder_layers, config.decoder_layers, config.d_ff, batch_first=True
+        )
+    final_norms = (
+        2 * 2 * config.d_model
+    )  # nn.Transformer ends encoder and decoder with a LayerNorm; post-norm needs none
+    expected = sum(p.numel() for p in reference.parameters()) - final_norms + config.vocab_size * config.d_model
+    assert arch.preset(preset).params == expected
+    assert abs(expected - {"base": 65e6, "big": 213e6}[preset]) / expected < 0.05  # near the paper's rounded figures

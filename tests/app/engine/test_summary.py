@@ -274,7 +274,7 @@ def test_flop_counter_matches_torch_flop_counter_mode(name: str) -> None:
     selection = select(name, {"preset": "tiny"} if name == "transformer" else None)
     inputs = make_inputs(selection, 2, torch.float32, "meta")
     with reference_flop_counter() as counter, torch.no_grad():
-        selection.module.eval()(*inputs)
+        inputs.run(selection.module.eval())
     assert summarize(name, selection.config, batch_size=2).totals.flops == counter.get_total_flops()
 
 
