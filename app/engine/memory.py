@@ -601,7 +601,7 @@ def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> Measu
     model = _real_model(selection, plan)
     model.train(plan.mode == "train")
     runner = StepRunner(model, selection, plan, batch_size, real=True)
-    tracer = Tracer(model, count_flops=False, fast_paths=False)
+    tracer = Tracer(model, count_flops=False, fast_paths=False, real=True)
     with failures_translated(tracer, model, "measured step"), tracer.attached():
         runner.ensure_targets()
     # Everything alive before profiling starts stays alive throughout: its bytes are the baseline.

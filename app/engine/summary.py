@@ -249,7 +249,7 @@ def _run(
     how: str, selection: Selection, batch_size: int, dtype: torch.dtype, progress: Progress | None
 ) -> tuple[Tracer, ModelInputs, Any, str]:
     model = selection.module
-    tracer = Tracer(model, fast_paths=FAST_PATHS)
+    tracer = Tracer(model, fast_paths=FAST_PATHS, real=how == "real")
     _progress_hook(tracer, progress)
     if how == "meta":
         inputs = make_inputs(selection, batch_size, dtype, "meta")

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - CPU builds on Linux ship it
 
 __all__ = [
     "DATA_DEPENDENT_ERRORS",
+    "CpuKernelShapes",
     "FakeTensorMode",
     "FlopCounter",
     "OpObserver",
@@ -74,6 +75,7 @@ DATA_DEPENDENT_ERRORS: tuple[type[BaseException], ...] = (
 _META_MESSAGES = (
     "cannot be called on meta tensors",
     "data-dependent",
+    "data-independent implementation does not exist",
     "Cannot copy out of meta tensor",
     "meta tensors",
 )
@@ -143,6 +145,41 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
+class CpuKernelShapes(TorchDispatchMode):
+    """Two ops whose meta kernels disagree with the CPU kernels, answered right for tensors without data.
+
+    ``aten._grouped_mm`` (mixture-of-experts layers): its meta kernel copies the CUDA
+    kernel's bf16-only check, although the CPU kernel takes float32 too; the output's
+    shape follows the op's documented layouts. ``aten.mkldnn_rnn_layer`` (an LSTM
+    layer): its meta kernel returns an empty workspace, but in training the CPU
+    kernel returns one that backward reads (``cpu_rnn.workspace_bytes``), so autograd
+    saves it and a tracker must count it.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._grouped_mm.default and _without_data(args[:2]):
+            a, b = args[0], args[1]
+            offs = args[2] if len(args) > 2 else kwargs.get("offs")
+            out_dtype = (args[4] if len(args) > 4 else None) or kwargs.get("out_dtype") or a.dtype
+            return torch.empty(grouped_mm_shape(a, b, offs), dtype=out_dtype, device=a.device)
+        out = func(*args, **kwargs)
+        if func is torch.ops.aten.mkldnn_rnn_layer.default and args[15] and _without_data(args[:1]):
+            from .cpu_rnn import workspace_bytes
+
+            x, hidden = args[0], args[10]
+            # PyTorch hands each layer a time-major input whatever its batch_first flag says.
+            size = workspace_bytes(x.shape[0], x.shape[1], hidden, x.dtype)
+            out = (*out[:3], torch.empty(size, dtype=torch.uint8, device=x.device))
+        return out
+
+
+def _without_data(tensors: tuple[Any, ...]) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return all(isinstance(t, torch.Tensor) and (t.device.type == "meta" or isinstance(t, FakeTensor)) for t in tensors)
+
+
 class OpObserver(TorchDispatchMode):
     """Calls ``callback(func, args, kwargs, output)`` after every aten op."""
 
@@ -184,6 +221,24 @@ def _sdpa_flops(q: Any, k: Any, v: Any, *args: Any, out_val: Any = None, **kwarg
     return 2 * batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
+def grouped_mm_shape(a: Any, b: Any, offs: Any) -> tuple[int, ...]:
+    """Output shape of ``aten._grouped_mm`` (the four layouts of its documentation)."""
+    if a.dim() == 2 and b.dim() == 3:  # (m, k) x (g, k, n), groups of rows: (m, n)
+        return (a.shape[0], b.shape[-1])
+    if a.dim() == 3 and b.dim() == 3:  # (g, m, k) x (g, k, n): (g, m, n)
+        return (a.shape[0], a.shape[1], b.shape[-1])
+    if a.dim() == 2 and b.dim() == 2:  # (m, k) x (k, n), groups along k: (g, m, n)
+        return (offs.shape[0], a.shape[0], b.shape[-1])
+    return (a.shape[1], b.shape[-1])  # (g, m, k) x (k, n), groups of columns: (m, n)
+
+
+def _grouped_mm_flops(a: Any, b: Any, offs: Any = None, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """Each output value is a k-long dot product; with k split into groups (2-D x 2-D), each sums one group's."""
+    if a.dim() == 2 and b.dim() == 2:
+        return 2 * a.shape[0] * b.shape[-1] * a.shape[-1]
+    return 2 * out_val.numel() * a.shape[-1]
+
+
 def _composite_formulas() -> dict[Any, Any]:
     """Ops that reach a dispatch mode undecomposed under inference_mode with fake tensors."""
     aten = torch.ops.aten
@@ -194,6 +249,7 @@ def _composite_formulas() -> dict[Any, Any]:
         aten.conv2d: _conv_flops,
         aten.conv3d: _conv_flops,
         aten.scaled_dot_product_attention: _sdpa_flops,
+        aten._grouped_mm: _grouped_mm_flops,
     }
 
 
@@ -208,8 +264,23 @@ def flop_counter() -> FlopCounter:
 
 
 def reference_flop_counter() -> FlopCounterMode:
-    """torch's own ``FlopCounterMode`` (slower), to check ``FlopCounter`` against."""
-    return FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formulas())
+    """torch's own ``FlopCounterMode`` (slower), to check ``FlopCounter`` against.
+
+    Given the two formulas torch lacks: the CPU flash-attention kernel, and grouped
+    matrix products (mixture-of-experts layers).
+    """
+    mapping = {**_cpu_sdpa_formulas(), torch.ops.aten._grouped_mm: _grouped_mm_flops}
+    return FlopCounterMode(display=False, custom_mapping={k: _raw(v) for k, v in mapping.items()})
+
+
+def _raw(formula: Callable[..., int]) -> Callable[..., int]:
+    """Mark a formula that takes the op's own arguments and ``out_val`` (FlopCounterMode would wrap it again)."""
+
+    def called(*args: Any, **kwargs: Any) -> int:
+        return formula(*args, **kwargs)
+
+    called._get_raw = True  # type: ignore[attr-defined]
+    return called
 
 
 # ---------------------------------------------------------------- memory tracking

@@ -25,7 +25,13 @@ from torch import nn
 from .errors import EngineError, InputError, ModelRunError, NeedsRealRunError, ShapeMismatchError
 from .fastpath import fast_forward, rule_for
 from .geometry import conv_window, pool_window
-from .torch_internals import current_op, flop_counter, is_data_dependent_error, reset_current_op
+from .torch_internals import (
+    CpuKernelShapes,
+    current_op,
+    flop_counter,
+    is_data_dependent_error,
+    reset_current_op,
+)
 
 MAX_DEPTH = 8  # nesting followed when looking for tensors in inputs and outputs
 REASON_CHARS = 300  # a failure's reason is cut to this length, everywhere
@@ -102,9 +108,12 @@ class Frame:
 class Tracer:
     """Forward hooks on every module: shapes, output bytes, and FLOPs by a running clock."""
 
-    def __init__(self, model: nn.Module, count_flops: bool = True, fast_paths: bool = True) -> None:
+    def __init__(self, model: nn.Module, count_flops: bool = True, fast_paths: bool = True, real: bool = False) -> None:
         self.model = model
         self.fast_paths = fast_paths
+        # A real run takes no dispatch mode: one changes how composite ops (an RNN, say) run, and so what they
+        # allocate. The FLOP counter and the grouped-matmul shapes are for meta and fake tensors.
+        self.real = real
         self.records: dict[int, Record] = {}
         for path, module in model.named_modules(remove_duplicate=True):
             self.records[id(module)] = Record(path, module)
@@ -168,7 +177,9 @@ class Tracer:
                 if rule is not None and "forward" not in module.__dict__:
                     module.__dict__["forward"] = fast_forward(module, rule, self._add_flops)
                     swapped.append(module)
-            with self.counter if self.counter is not None else contextlib.nullcontext():
+            # Below the FLOP counter (and any memory tracker entered later), so those still see the op.
+            shapes = contextlib.nullcontext() if self.real else CpuKernelShapes()
+            with shapes, self.counter if self.counter is not None else contextlib.nullcontext():
                 yield self
         finally:
             for handle in self._handles:

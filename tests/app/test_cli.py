@@ -88,3 +88,22 @@ def test_memory_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["memory", "lenet5", "--mode", "inference", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["mode"] == "inference" and data["peak_bytes"] > 0
+
+
+def test_inputs_by_shape_and_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["summary", "transformer", "--preset", "tiny", "--input", "2x10:int64", "--input", "2x7:int64", "--json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["input_shapes"] == [[2, 10], [2, 7]] and data["totals"]["output_shape"] == [2, 7, 1000]
+
+
+def test_features_and_attention_commands(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    assert main(["features", "lenet5", "--set", "variant=modern", "--weights", "trained", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "c1" in out and "Top classes" in out
+    assert (tmp_path / "c1.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["attention", "gpt", "--preset", "nano", "--text", "Attention is all you need."]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.0.attn (causal)" in out and "4 attention layers" in out

@@ -123,3 +123,25 @@ def test_module_limit(client, settings) -> None:
 def test_malformed_json(client) -> None:
     response = client.post("/api/summary", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
+
+
+def test_every_input_by_shape_and_dtype(client) -> None:
+    """The encoder-decoder fed as two token tensors spelled out: source 10 and target 7 tokens at batch 2."""
+    body = {
+        "architecture": "transformer",
+        "config": {"preset": "tiny"},
+        "input": {"tensors": [{"shape": [2, 10], "dtype": "int64"}, {"shape": [2, 7], "dtype": "int64"}]},
+    }
+    report = client.post("/api/summary", json=body).json()
+    assert report["input_shapes"] == [[2, 10], [2, 7]] and report["batch_size"] == 2
+    assert report["totals"]["output_shape"] == [2, 7, 1000]
+    both = {**body, "input": {**body["input"], "shape": [10, 7]}}
+    assert client.post("/api/summary", json=both).status_code == 422
+
+
+def test_strict_types(client) -> None:
+    """true is not a batch size and 0 is not a boolean: strict types, a 422 naming the field."""
+    bad = client.post("/api/summary", json={"architecture": "mlp", "input": {"batch_size": True}})
+    assert bad.status_code == 422 and bad.json()["field"] == "input.batch_size"
+    bad = client.post("/api/memory", json={"architecture": "mlp", "measure": 0})
+    assert bad.status_code == 422 and bad.json()["field"] == "measure"
