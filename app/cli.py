@@ -227,8 +227,13 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
+    # uvicorn stops gracefully on SIGTERM, then re-raises it to the handler it found: make that one a no-op,
+    # so a graceful stop exits with status 0 (engine processes are stopped at exit).
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run("app.main:app", **serve_options(args))
     return 0
 

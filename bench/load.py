@@ -6,7 +6,13 @@ number of requests. "cached" repeats one selection (answered from the report
 cache); "uncached" gives every request a batch size of its own, so each one is
 summarized anew.
 
-    .venv/bin/python bench/load.py [--clients 1 8] [--requests 400] [--workers 1]
+The mixed scenario runs the quick requests while another client keeps real runs
+going (a measured ResNet-18 training step, VGG-16 feature maps), once against the
+service as it runs (engine processes in lanes) and once with
+``LAYERSCOPE_ENGINE_ISOLATION=thread`` (the engine in the server's threads, as
+before the lanes), and reports the quick requests' p50 and p99.
+
+    .venv/bin/python bench/load.py [--clients 1 8] [--requests 400] [--workers 1] [--mixed-only]
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "LAYERSCOPE_ACCESS_LOG": "false"}
+def start_server(port: int, workers: int, **settings: str) -> subprocess.Popen:
+    env = {**os.environ, "LAYERSCOPE_ACCESS_LOG": "false", **settings}
     command = [
         sys.executable,
         "-m",
@@ -54,7 +60,7 @@ def start_server(port: int, workers: int) -> subprocess.Popen:
         "warning",
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -67,7 +73,10 @@ def start_server(port: int, workers: int) -> subprocess.Popen:
     raise RuntimeError("server did not start")
 
 
-def run(port: int, clients: int, total: int, make_body) -> tuple[float, list[float], int]:
+def run(
+    port: int, clients: int, total: int, make_body, path: str = "/api/summary", keep_going=None
+) -> tuple[float, list[float], int]:
+    """``total`` requests from ``clients`` threads (more while ``keep_going()`` says so)."""
     counter = itertools.count()
     latencies: list[float] = []
     errors = 0
@@ -76,10 +85,10 @@ def run(port: int, clients: int, total: int, make_body) -> tuple[float, list[flo
     def client() -> None:
         nonlocal errors
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while (i := next(counter)) < total:
+        while (i := next(counter)) < total or (keep_going is not None and keep_going()):
             body = json.dumps(make_body(i))
             start = time.perf_counter()
-            connection.request("POST", "/api/summary", body, {"content-type": "application/json"})
+            connection.request("POST", path, body, {"content-type": "application/json"})
             response = connection.getresponse()
             response.read()
             elapsed = time.perf_counter() - start
@@ -101,12 +110,101 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+HEAVY = [
+    ("/api/memory", {"architecture": "resnet", "config": {"depth": 18}, "measure": True, "input": {"batch_size": 16}}),
+    ("/api/feature-maps", {"architecture": "vgg", "sample": "cat"}),
+]
+
+
+class HeavyTraffic:
+    """One client that keeps real runs going until stopped; counts them."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.done = 0
+        self.running = threading.Event()
+        self.thread = threading.Thread(target=self._loop)
+
+    def _loop(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        for path, body in itertools.cycle(HEAVY):
+            if self.stop.is_set():
+                return
+            self.running.set()
+            connection.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+            connection.getresponse().read()
+            self.done += 1
+
+    def __enter__(self) -> HeavyTraffic:
+        self.thread.start()
+        self.running.wait()
+        time.sleep(0.5)  # the first real run is under way
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def mixed_rows(clients_list: list[int], requests: int) -> list[list[str]]:
+    """Quick requests while real runs go on, with the engine in processes (lanes) and in the server's threads."""
+    quick = {
+        "cached summary (resnet-50)": lambda i: {"architecture": "resnet", "config": {"depth": 50}},
+        "uncached summary (alexnet)": lambda i: {"architecture": "alexnet", "input": {"batch_size": 1 + i}},
+    }
+    rows = []
+    for isolation in ("process", "thread"):
+        port = free_port()
+        server = start_server(port, 1, LAYERSCOPE_ENGINE_ISOLATION=isolation)
+        try:
+            for (label, make_body), clients in itertools.product(quick.items(), clients_list):
+                run(port, 1, 2, make_body)  # warm: the cached entry, the engine's imports
+                count = requests if label.startswith("cached") else max(20, requests // 10)
+                offset = 20_000 * clients // 8
+                with HeavyTraffic(port) as heavy:  # quick requests until two real runs have finished
+                    _, latencies, errors = run(
+                        port,
+                        clients,
+                        count,
+                        lambda i, mb=make_body, o=offset: mb(i + o),
+                        keep_going=lambda: heavy.done < 2,
+                    )
+                rows.append(
+                    [
+                        "processes (lanes)" if isolation == "process" else "threads",
+                        label,
+                        str(clients),
+                        f"{len(latencies):,}",
+                        f"{statistics.median(latencies) * 1000:,.1f}",
+                        f"{percentile(latencies, 99) * 1000:,.1f}",
+                        f"{heavy.done:,}",
+                        str(errors),
+                    ]
+                )
+                print(f"  mixed, {isolation}, {label}, {clients} clients: done", file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--mixed-only", action="store_true", help="only the scenario with real runs going on")
     args = parser.parse_args()
+    if not args.mixed_only:
+        steady(args)
+    rows = mixed_rows(args.clients, args.requests)
+    print(f"\nMachine: {machine()}; one server process, loopback; real runs going on throughout\n")
+    headers = ["Engine in", "Quick request", "Clients", "Requests", "p50 ms", "p99 ms", "Real runs meanwhile", "Errors"]
+    print(markdown_table(headers, rows))
+
+
+def steady(args: argparse.Namespace) -> None:
     port = free_port()
     server = start_server(port, args.workers)
     scenarios = {

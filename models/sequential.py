@@ -84,6 +84,7 @@ MAX_NESTING = 4
 MAX_INT = 1 << 20
 _SKIPPED_ARGS = {"self", "device", "dtype", "args", "kwargs"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+_EMPTY = nn.Sequential()  # a layer name must not shadow one of its attributes (forward, training, _modules...)
 
 
 class LayerSpecError(ValueError):
@@ -172,6 +173,8 @@ def build_layers(specs: list[dict[str, Any]], path: str = "layers", depth: int =
             raise LayerSpecError(here, f"name {name!r} must be a short identifier")
         if name in modules:
             raise LayerSpecError(here, f"name {name!r} is used twice")
+        if hasattr(_EMPTY, name):
+            raise LayerSpecError(here, f"name {name!r} is reserved: torch.nn.Module uses it (choose another)")
         if layer_type == RESIDUAL:
             body = spec.pop("layers", None)
             shortcut = spec.pop("shortcut", None)
@@ -203,8 +206,11 @@ def build_layers(specs: list[dict[str, Any]], path: str = "layers", depth: int =
             kwargs.setdefault("batch_first", True)
         try:
             modules[name] = LAYER_TYPES[layer_type](**kwargs)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise LayerSpecError(here, f"{layer_type}({_format_kwargs(kwargs)}): {exc}") from None
+        except (TypeError, ValueError, RuntimeError, ArithmeticError, AssertionError, IndexError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, ZeroDivisionError):
+                reason = "an argument is 0 where the layer divides by it"
+            raise LayerSpecError(here, f"{layer_type}({_format_kwargs(kwargs)}): {reason}") from None
     return nn.Sequential(OrderedDict(modules))
 
 

@@ -11,12 +11,25 @@ from .routers import (
     health,
     layer_types,
     memory,
+    progress,
     samples,
     summary,
 )
 
 api_router = APIRouter()
-for module in (health, architectures, choices, layer_types, summary, memory, compare, samples, feature_maps, attention):
+for module in (
+    health,
+    progress,
+    architectures,
+    choices,
+    layer_types,
+    summary,
+    memory,
+    compare,
+    samples,
+    feature_maps,
+    attention,
+):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

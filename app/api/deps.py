@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
 from ..settings import Settings, get_settings
-from .service import ReportService
+from .service import ReportService, Work
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -21,6 +23,16 @@ def get_service(request: Request, settings: SettingsDep) -> ReportService:
 
 
 ServiceDep = Annotated[ReportService, Depends(get_service)]
+
+
+def get_work(request: Request, settings: SettingsDep) -> Work:
+    """The request's id and its one deadline, counted from its arrival (set by the RequestContext middleware)."""
+    state = request.scope.get("state") or {}
+    started = state.get("started", time.monotonic())
+    return Work(state.get("request_id") or uuid.uuid4().hex, started + settings.request_timeout_s)
+
+
+WorkDep = Annotated[Work, Depends(get_work)]
 
 
 def wants_csv(request: Request, format: Literal["json", "csv"] | None = Query(None, description="json or csv")) -> bool:

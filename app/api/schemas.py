@@ -164,13 +164,20 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "A request the server cannot read (a malformed multipart body)."},
+    400: {
+        "model": ErrorBody,
+        "description": "A body the server cannot read at all (a malformed multipart stream). Invalid JSON is a 422.",
+    },
     404: {"model": ErrorBody, "description": "Unknown architecture or preset."},
-    413: {"model": ErrorBody, "description": "Request too large, or a real run over the memory budget."},
+    413: {
+        "model": ErrorBody,
+        "description": "The request body is too large, a real run would pass the memory budget, a computation "
+        "passed its memory limit, or the response would pass the size limit (the detail says what to select).",
+    },
     415: {"model": ErrorBody, "description": "Unsupported media type."},
     422: {"model": ErrorBody, "description": "A field out of range or of the wrong type, or shapes that do not fit."},
     503: {"model": ErrorBody, "description": "The device is busy with other real runs."},
-    504: {"model": ErrorBody, "description": "The computation took longer than the request timeout."},
+    504: {"model": ErrorBody, "description": "The request's deadline passed: its work was stopped."},
 }
 
 
@@ -212,6 +219,9 @@ class FeatureMapsRequest(BaseModel):
     )
     weights: str = Field("random", max_length=200, description=WEIGHTS_DESCRIPTION)
     channel: ChannelRequest | None = Field(None, description="Also return this channel's raw values.")
+    channel_offset: StrictInt = Field(
+        0, ge=0, le=1_048_576, description="Each layer draws (and describes) 64 channels from this one: a page of them."
+    )
 
 
 class FeatureMapsForm(BaseModel):
@@ -237,6 +247,7 @@ class FeatureMapsForm(BaseModel):
     weights_filename: str = Field("weights", max_length=200, description="Set from the uploaded file's name.")
     channel_layer: str | None = Field(None, max_length=200, description="Also return this layer's channel...")
     channel_index: int = Field(0, ge=0, le=65_535, description="...number channel_index.")
+    channel_offset: int = Field(0, ge=0, le=1_048_576, description="Each layer draws 64 channels from this one.")
 
     @field_validator("config", mode="before")
     @classmethod
@@ -248,6 +259,8 @@ class FeatureMapsForm(BaseModel):
                 return json.loads(value)
             except json.JSONDecodeError:
                 raise ValueError('config must be JSON text, e.g. {"depth": 18}') from None
+            except RecursionError:
+                raise ValueError("config nests too deeply to read") from None
         return value
 
     @field_validator("layers", mode="before")
@@ -262,6 +275,8 @@ class FeatureMapsForm(BaseModel):
                     return json.loads(text)
                 except json.JSONDecodeError:
                     raise ValueError("layers must be a JSON list or comma-separated module paths") from None
+                except RecursionError:
+                    raise ValueError("layers nests too deeply to read") from None
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
@@ -288,4 +303,12 @@ class AttentionRequest(BaseModel):
         "random",
         max_length=200,
         description="random (seed 0), or trained: the bundled weights, when GET /api/weights lists them.",
+    )
+    layers: list[StrictInt] | None = Field(
+        None,
+        max_length=256,
+        description="Attention layers to return, by index (the response's 'layers' lists them all); default: all.",
+    )
+    heads: list[StrictInt] | None = Field(
+        None, max_length=1024, description="Heads to return in each chosen layer, by index; default: all."
     )

@@ -1,28 +1,34 @@
-"""What the routers call: normalize a request, answer from the cache or run the engine off the event loop."""
+"""What the routers call: normalize a request, answer from the cache, or run an engine job in a worker.
+
+Every request has one deadline (``request_timeout_s`` from its arrival), whatever
+number of computations it needs. Engine work runs in worker processes
+(``workers.py``) that are killed at the deadline or past their memory limit, in two
+lanes: allocation-free work (``trace``) and real runs (``live``), so a quick
+summary never waits behind a real run. Cached reports are answered here, on the
+event loop, without touching a worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 import models
 
-from ..engine import estimate_memory, summarize
 from ..engine.choices import OPTIMIZERS, resolve_precision
 from ..engine.device import resolve_device
+from ..engine.device_lock import DeviceGate
+from ..engine.errors import ResponseTooLargeError
 from ..engine.lru import LRUCache
-from ..engine.memory_report import MemoryReport
-from ..engine.report import SummaryReport
-from ..engine.selection import META_MODELS, TensorSpec, inputs_from_specs
 from ..settings import Settings
 from .cache import CachedReport
 from .errors import ComputeTimeoutError
-from .gate import DeviceGate
-from .live_runs import LiveRuns
+from .progress import ProgressBoard
 from .schemas import (
     CompareEntry,
     CompareReport,
@@ -31,8 +37,18 @@ from .schemas import (
     MemoryRequest,
     SummaryRequest,
 )
+from .workers import Lane, lane
 
-T = TypeVar("T")
+
+@dataclass(frozen=True)
+class Work:
+    """One request's identity and deadline (monotonic clock), shared by all the computations it needs."""
+
+    request_id: str
+    deadline: float
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 def selection_label(request: SummaryRequest) -> str:
@@ -45,45 +61,94 @@ def selection_label(request: SummaryRequest) -> str:
 
 
 class ReportService:
-    """Caches, limits and the device gate around the engine; one per app."""
+    """The report cache, the progress board, the lanes and the device lock around the engine; one per app."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache: LRUCache[str, CachedReport] = LRUCache(
             settings.cache_size, settings.cache_mb * 2**20, CachedReport.weight
         )
-        META_MODELS.resize(settings.meta_models)
-        self.gate = DeviceGate(
-            1, lambda: self.settings.real_run_timeout_s, device=self.device, instance=f"{settings.host}:{settings.port}"
-        )
-        self._slots: asyncio.Semaphore | None = None
-        self.live = LiveRuns(self.gate, self.device, settings, self.inference_peak)
+        self.progress = ProgressBoard()
+        self.gate = DeviceGate(1, settings.real_run_timeout_s, device=self.device, instance=self.instance)
 
     @property
     def device(self) -> str:
         return str(resolve_device(None if self.settings.device == "auto" else self.settings.device))
 
     @property
+    def instance(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    @property
     def budget_bytes(self) -> int:
         return self.settings.memory_budget_mb * 2**20
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        """Run CPU-bound engine work in a worker thread, so the event loop keeps answering.
+    @property
+    def max_response_bytes(self) -> int:
+        return self.settings.max_response_mb * 2**20
 
-        At most ``engine_threads`` run at once: the engine is mostly Python, so more
-        threads would only contend for the interpreter lock; requests queue instead.
-        """
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.settings.engine_threads)
+    def lanes(self) -> dict[str, Lane]:
+        return {"trace": lane("trace", self.settings.engine_workers), "live": lane("live", 1)}
 
-        async def limited() -> T:
-            async with self._slots:
-                return await run_in_threadpool(fn)
+    def memory_limit(self, lane_name: str) -> int:
+        """A worker's most resident bytes: its base, plus the budget when it runs real models."""
+        base = self.settings.worker_memory_mb * 2**20
+        return base + (self.budget_bytes if lane_name == "live" else 0)
 
+    def _lock(self) -> dict[str, Any]:
+        return {"timeout_s": self.settings.real_run_timeout_s, "device": self.device, "instance": self.instance}
+
+    def _context(self) -> dict[str, Any]:
+        return {
+            "meta_models": self.settings.meta_models,
+            "live_models": self.settings.live_models,
+            "live_bytes": self.budget_bytes,
+        }
+
+    async def call(self, lane_name: str, job: str, kwargs: dict[str, Any], work: Work) -> Any:
+        """Run an engine job within the request's deadline; its answer, or the error the API sends."""
+        reporter = self.progress.reporter(work.request_id)
+        timeout = self.settings.request_timeout_s
+        ok = False
         try:
-            return await asyncio.wait_for(limited(), timeout=self.settings.request_timeout_s)
+            if self.settings.engine_isolation == "thread":
+                result = await self._call_in_thread(job, kwargs, work, reporter)
+            else:
+                busy_after = time.monotonic() + self.settings.real_run_timeout_s if lane_name == "live" else None
+                result = await run_in_threadpool(
+                    self.lanes()[lane_name].run,
+                    job,
+                    kwargs,
+                    work.deadline,
+                    self.memory_limit(lane_name),
+                    reporter,
+                    timeout,
+                    self._context(),
+                    busy_after,
+                )
+            ok = True
+            return result
+        finally:
+            self.progress.finish(work.request_id, ok)
+
+    async def _call_in_thread(self, job: str, kwargs: dict[str, Any], work: Work, reporter: Any) -> Any:
+        """In this process (engine_isolation=thread, for debugging): the deadline ends the wait, not the work."""
+        from ..engine import jobs
+
+        jobs.configure(self._context())
+        try:
+            return await asyncio.wait_for(
+                run_in_threadpool(jobs.run, job, kwargs, reporter), timeout=max(0.001, work.remaining())
+            )
         except TimeoutError:
             raise ComputeTimeoutError(self.settings.request_timeout_s) from None
+
+    def _bounded(self, data: bytes, what: str) -> bytes:
+        if len(data) > self.max_response_bytes:
+            raise ResponseTooLargeError(
+                len(data), self.max_response_bytes, f"{what}: ask for CSV, or a smaller model", "architecture"
+            )
+        return data
 
     @staticmethod
     def normalize(request: SummaryRequest) -> dict[str, Any]:
@@ -101,12 +166,12 @@ class ReportService:
         }
 
     @staticmethod
-    def engine_inputs(norm: dict[str, Any]) -> dict[str, Any]:
-        """input_size, or input_data built from the tensor specs (meta tensors: nothing allocated)."""
-        if norm["tensors"]:
-            specs = [TensorSpec(tuple(t["shape"]), t["dtype"], t["name"]) for t in norm["tensors"]]
-            return {"input_size": None, "input_data": inputs_from_specs(specs)}
-        return {"input_size": norm["shape"]}
+    def _summary_key(norm: dict[str, Any]) -> str:
+        return "summary:" + json.dumps(norm, sort_keys=True)
+
+    @staticmethod
+    def _memory_key(norm: dict[str, Any], options: dict[str, str]) -> str:
+        return "memory:" + json.dumps({**{k: v for k, v in norm.items() if k != "dtype"}, **options}, sort_keys=True)
 
     @staticmethod
     def memory_options(request: MemoryRequest | MemoryOverviewRequest, optimizer: str, mode: str) -> dict[str, str]:
@@ -114,106 +179,156 @@ class ReportService:
         precision = resolve_precision(request.precision, request.dtype)
         return {"mode": mode, "optimizer": optimizer, "precision": precision.name}
 
-    def _store(self, key: str | None, report: SummaryReport | MemoryReport) -> CachedReport:
-        item = CachedReport(report=report, json=report.model_dump_json().encode())
+    def _store(self, key: str | None, kind: str, data: bytes) -> CachedReport:
+        item = CachedReport(kind=kind, json=self._bounded(data, f"this {kind} report"))  # type: ignore[arg-type]
         if key is not None:
             self.cache.put(key, item)
         return item
 
-    async def summary(self, request: SummaryRequest) -> CachedReport:
+    def _summary_task(self, norm: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "summary", {"norm": norm, "max_modules": self.settings.max_modules}
+
+    def _memory_task(self, norm: dict[str, Any], options: dict[str, str]) -> tuple[str, dict[str, Any]]:
+        return "memory", {
+            "norm": norm,
+            "options": options,
+            "device": self.device,
+            "max_modules": self.settings.max_modules,
+        }
+
+    async def summary(self, request: SummaryRequest, work: Work) -> CachedReport:
         norm = self.normalize(request)
-        key = "summary:" + json.dumps(norm, sort_keys=True)
+        key = self._summary_key(norm)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        report = await self.run(
-            lambda: summarize(
-                norm["architecture"],
-                norm["config"],
-                batch_size=norm["batch_size"],
-                dtype=norm["dtype"],
-                max_modules=self.settings.max_modules,
-                **self.engine_inputs(norm),
-            )
-        )
-        return self._store(key, report)
+        job, kwargs = self._summary_task(norm)
+        return self._store(key, "summary", await self.call("trace", job, kwargs, work))
 
-    @staticmethod
-    def _memory_key(norm: dict[str, Any], options: dict[str, str]) -> str:
-        return "memory:" + json.dumps({**{k: v for k, v in norm.items() if k != "dtype"}, **options}, sort_keys=True)
-
-    def _estimate(self, norm: dict[str, Any], options: dict[str, str], measure: bool) -> CachedReport:
-        """Run estimate_memory (in the calling thread) and cache the report unless it was measured."""
-        key = self._memory_key(norm, options)
-        if not measure:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
-        report = estimate_memory(
-            norm["architecture"],
-            norm["config"],
-            batch_size=norm["batch_size"],
-            **self.engine_inputs(norm),
-            measure=measure,
-            device=self.device,
-            budget_bytes=self.budget_bytes,
-            max_modules=self.settings.max_modules,
-            real_run=self.gate.held(),
-            **options,
-        )
-        return self._store(None if measure else key, report)
-
-    async def memory(self, request: MemoryRequest) -> CachedReport:
+    async def memory(self, request: MemoryRequest, work: Work) -> CachedReport:
         norm = self.normalize(request)
         options = self.memory_options(request, request.optimizer, request.mode)
         if not request.measure:
-            hit = self.cache.get(self._memory_key(norm, options))
+            key = self._memory_key(norm, options)
+            hit = self.cache.get(key)
             if hit is not None:
                 return hit
-        return await self.run(lambda: self._estimate(norm, options, request.measure))
+            job, kwargs = self._memory_task(norm, options)
+            return self._store(key, "memory", await self.call("trace", job, kwargs, work))
+        job, kwargs = self._memory_task(norm, options)
+        kwargs.update(measure=True, budget_bytes=self.budget_bytes, lock=self._lock())
+        return self._store(None, "memory", await self.call("live", job, kwargs, work))
 
-    async def memory_overview(self, request: MemoryOverviewRequest) -> bytes:
+    async def _batch(
+        self, wanted: dict[str, tuple[str, str, tuple[str, dict[str, Any]]]], work: Work
+    ) -> dict[str, bytes]:
+        """Reports by cache key (kind, key, task): from the cache, the missing ones computed in one job."""
+        found: dict[str, bytes] = {}
+        missing = []
+        for key, (kind, _, task) in wanted.items():
+            hit = self.cache.get(key)
+            if hit is None:
+                missing.append((key, kind, task))
+            else:
+                found[key] = hit.json
+        if missing:
+            results = await self.call("trace", "batch", {"tasks": [task for _, _, task in missing]}, work)
+            for (key, kind, _), data in zip(missing, results, strict=True):
+                found[key] = self._store(key, kind, data).json
+        return found
+
+    async def memory_overview(self, request: MemoryOverviewRequest, work: Work) -> bytes:
         """Inference and a training step per optimizer, as one JSON body (each report from the cache when there)."""
         norm = self.normalize(request)
         plans = {"inference": self.memory_options(request, "adam", "inference")}
         plans.update({name: self.memory_options(request, name, "train") for name in OPTIMIZERS})
+        keys = {name: self._memory_key(norm, options) for name, options in plans.items()}
+        done = await self._batch(
+            {keys[name]: ("memory", name, self._memory_task(norm, options)) for name, options in plans.items()}, work
+        )
+        training = b",".join(f'"{name}":'.encode() + done[keys[name]] for name in OPTIMIZERS)
+        body = b'{"kind":"memory-overview","inference":' + done[keys["inference"]] + b',"training":{' + training + b"}}"
+        return self._bounded(body, "the overview")
 
-        def compute() -> dict[str, CachedReport]:
-            return {name: self._estimate(norm, options, False) for name, options in plans.items()}
-
-        done = {name: self.cache.get(self._memory_key(norm, options)) for name, options in plans.items()}
-        if any(item is None for item in done.values()):
-            done = await self.run(compute)
-        training = b",".join(f'"{name}":'.encode() + done[name].json for name in OPTIMIZERS)  # type: ignore[union-attr]
-        return b'{"kind":"memory-overview","inference":' + done["inference"].json + b',"training":{' + training + b"}}"  # type: ignore[union-attr]
-
-    def inference_peak(self, name: str, config: dict[str, Any], shape: list[int]) -> int:
-        """Peak of one fp32 inference pass at batch 1, from the report cache when it is there (real runs' budget)."""
-        norm = {"architecture": name, "config": config, "batch_size": 1, "shape": shape, "tensors": None}
-        options = {"mode": "inference", "optimizer": "adam", "precision": "fp32"}
-        report = self._estimate(norm, options, measure=False).report
-        assert isinstance(report, MemoryReport)
-        return report.peak_bytes
-
-    async def compare(self, request: CompareRequest) -> CompareReport:
-        entries = []
+    async def compare(self, request: CompareRequest, work: Work) -> CompareReport:
+        """Totals and peaks of every selection under the request's one deadline, computed in one job."""
+        plans = []
+        wanted: dict[str, tuple[str, str, tuple[str, dict[str, Any]]]] = {}
         for selection in request.selections:
-            summary = (await self.summary(selection)).report
-            memory_base = {**selection.model_dump(), "measure": False}
-            inference = (await self.memory(MemoryRequest(**memory_base, mode="inference"))).report
-            training = (await self.memory(MemoryRequest(**memory_base, mode="train", optimizer="adam"))).report
-            assert isinstance(summary, SummaryReport)
-            assert isinstance(inference, MemoryReport) and isinstance(training, MemoryReport)
+            norm = self.normalize(selection)
+            precision = resolve_precision(None, norm["dtype"]).name
+            keys = {"summary": self._summary_key(norm)}
+            wanted[keys["summary"]] = ("summary", "summary", self._summary_task(norm))
+            for mode in ("inference", "train"):
+                options = {"mode": mode, "optimizer": "adam", "precision": precision}
+                keys[mode] = self._memory_key(norm, options)
+                wanted[keys[mode]] = ("memory", mode, self._memory_task(norm, options))
+            plans.append((selection, keys))
+        done = await self._batch(wanted, work)
+        entries = []
+        for selection, keys in plans:
+            summary = json.loads(done[keys["summary"]])
+            inference, training = json.loads(done[keys["inference"]]), json.loads(done[keys["train"]])
             entries.append(
                 CompareEntry(
                     label=selection_label(selection),
                     request=selection,
-                    totals=summary.totals.model_dump(),
-                    layers=len(summary.layers),
-                    inference_peak_bytes=inference.peak_bytes,
-                    training_peak_bytes=training.peak_bytes,
-                    inference_breakdown=inference.breakdown.model_dump(),
-                    training_breakdown=training.breakdown.model_dump(),
+                    totals=summary["totals"],
+                    layers=len(summary["layers"]),
+                    inference_peak_bytes=inference["peak_bytes"],
+                    training_peak_bytes=training["peak_bytes"],
+                    inference_breakdown=inference["breakdown"],
+                    training_breakdown=training["breakdown"],
                 )
             )
         return CompareReport(entries=entries)
+
+    def _live_kwargs(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "budget_bytes": self.budget_bytes,
+            "lock": self._lock(),
+            "max_response_bytes": self.max_response_bytes,
+        }
+
+    async def feature_maps(
+        self,
+        work: Work,
+        *,
+        name: str,
+        config: dict[str, Any] | None,
+        image: bytes,
+        layers: list[str] | None,
+        weights: str,
+        upload: tuple[bytes, str] | None,
+        channel: tuple[str, int] | None,
+        channel_offset: int,
+    ) -> bytes:
+        kwargs = {
+            "name": name,
+            "config": config,
+            "image": image,
+            "layers": layers,
+            "weights": weights,
+            "upload": upload,
+            "channel": channel,
+            "channel_offset": channel_offset,
+            "max_image_pixels": self.settings.max_image_pixels,
+            **self._live_kwargs(),
+        }
+        return self._bounded(await self.call("live", "feature_maps", kwargs, work), "the feature maps")
+
+    async def attention(
+        self,
+        work: Work,
+        *,
+        name: str,
+        config: dict[str, Any] | None,
+        text: str,
+        weights: str,
+        layers: list[int] | None,
+        heads: list[int] | None,
+    ) -> bytes:
+        kwargs = {"name": name, "config": config, "text": text, "weights": weights, "layers": layers, "heads": heads}
+        kwargs.update(self._live_kwargs())
+        return self._bounded(await self.call("live", "attention", kwargs, work), "the attention maps")

@@ -39,12 +39,13 @@ class LayerMaps(BaseModel):
     path: str
     type: str
     shape: list[int] = Field(description="Output shape for the one image: channels, height, width.")
-    channels_shown: int
+    channel_offset: int = Field(0, description="First channel drawn (pages of 64: ask for the next with it).")
+    channels_shown: int = Field(description="Channels drawn in the grid (and given statistics), from channel_offset.")
     columns: int
     rows: int
     tile: list[int] = Field(description="Height and width of one channel's tile in the grid image.")
-    grid_png: str = Field(description="data: URL of the PNG grid, channel 0 top left, row by row.")
-    stats: list[ChannelStats]
+    grid_png: str = Field(description="data: URL of the PNG grid, channel_offset top left, row by row.")
+    stats: list[ChannelStats] = Field(description="Statistics of the channels drawn.")
 
 
 class ChannelValues(BaseModel):
@@ -81,10 +82,7 @@ def _normalise_channels(maps: torch.Tensor) -> np.ndarray:
 
 def _grid(maps: torch.Tensor) -> tuple[Image.Image, int, int, tuple[int, int]]:
     channels, height, width = maps.shape
-    columns = math.ceil(math.sqrt(channels))
-    rows = math.ceil(channels / columns)
-    scale = min(1.0, GRID_SIDE / (columns * width + columns - 1), GRID_SIDE / (rows * height + rows - 1))
-    tile_h, tile_w = max(1, round(height * scale)), max(1, round(width * scale))
+    columns, rows, tile_h, tile_w = grid_layout(channels, height, width)
     if (tile_h, tile_w) != (height, width):
         maps = torch.nn.functional.interpolate(maps[None], size=(tile_h, tile_w), mode="area")[0]
     pixels = _normalise_channels(maps)
@@ -97,14 +95,38 @@ def _grid(maps: torch.Tensor) -> tuple[Image.Image, int, int, tuple[int, int]]:
     return Image.fromarray(canvas, mode="L"), columns, rows, (tile_h, tile_w)
 
 
-def layer_maps(path: str, module: nn.Module, output: torch.Tensor) -> LayerMaps:
-    """Statistics and the PNG grid of one layer's output for one image."""
+def grid_layout(channels: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(columns, rows, tile height, tile width) of the grid drawing ``channels`` maps of height x width."""
+    columns = math.ceil(math.sqrt(channels))
+    rows = math.ceil(channels / columns)
+    scale = min(1.0, GRID_SIDE / (columns * width + columns - 1), GRID_SIDE / (rows * height + rows - 1))
+    return columns, rows, max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def layer_maps_bytes(shape: list[int]) -> int:
+    """An upper bound on one layer's share of a response, from its output shape (one image)."""
+    channels = min(shape[0], MAX_CHANNELS)
+    height, width = (shape[1], shape[2]) if len(shape) > 2 else (1, shape[1])
+    columns, rows, tile_h, tile_w = grid_layout(channels, height, width)
+    pixels = (rows * (tile_h + 1)) * (columns * (tile_w + 1))
+    png = pixels + rows * (tile_h + 1) + 1024  # a stored (uncompressed) PNG: each row's filter byte, headers
+    return png * 4 // 3 + 8 + channels * 160 + 512  # base64, the data: prefix, statistics, the rest of the row
+
+
+def layer_maps(path: str, module: nn.Module, output: torch.Tensor, channel_offset: int = 0) -> LayerMaps:
+    """Statistics and the PNG grid of one layer's output for one image: 64 channels from ``channel_offset``."""
     maps = output[0].detach().float().cpu()
     if maps.dim() == 2:  # (C, L) from a 1-D convolution: one row per channel
         maps = maps[:, None, :]
-    flat = maps.flatten(1)
+    if not 0 <= channel_offset < maps.shape[0]:
+        raise InputError(
+            f"layer '{path}' has {maps.shape[0]:,} channels; channel_offset {channel_offset} is past them",
+            "channel_offset",
+        )
+    shown = maps[channel_offset : channel_offset + MAX_CHANNELS]
+    flat = shown.flatten(1)
     stats = [
-        ChannelStats(channel=i, min=float(lo), max=float(hi), mean=float(mu), zero_fraction=float(z))
+        ChannelStats(channel=channel_offset + i, min=float(lo), max=float(hi), mean=float(mu), zero_fraction=float(z))
         for i, (lo, hi, mu, z) in enumerate(
             zip(
                 flat.min(dim=1).values.tolist(),
@@ -115,12 +137,12 @@ def layer_maps(path: str, module: nn.Module, output: torch.Tensor) -> LayerMaps:
             )
         )
     ]
-    shown = maps[:MAX_CHANNELS]
     image, columns, rows, tile = _grid(shown)
     return LayerMaps(
         path=path,
         type=type(module).__name__,
         shape=list(maps.shape),
+        channel_offset=channel_offset,
         channels_shown=shown.shape[0],
         columns=columns,
         rows=rows,

@@ -12,11 +12,13 @@ from models import ConfigError, UnknownArchitectureError, UnknownPresetError
 
 __all__ = [
     "ConfigError",
+    "DeviceBusyError",
     "EngineError",
     "InputError",
     "MemoryBudgetError",
     "ModelRunError",
     "NeedsRealRunError",
+    "ResponseTooLargeError",
     "ShapeMismatchError",
     "UnknownArchitectureError",
     "UnknownPresetError",
@@ -121,6 +123,27 @@ class NeedsRealRunError(EngineError, RuntimeError):
 
     def details(self) -> dict[str, Any]:
         return {**super().details(), "layer_type": self.layer_type, "op": self.op}
+
+
+class DeviceBusyError(EngineError):
+    """The device stayed busy with other real runs past the wait limit."""
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"the device is busy with other real runs; waited {waited:.1f} s: try again shortly")
+        self.field = "device"
+
+
+class ResponseTooLargeError(EngineError):
+    """A response that would pass the service's size cap, refused before the work; says what to select."""
+
+    def __init__(self, expected: int, limit: int, advice: str, field: str | None = None) -> None:
+        self.expected = expected
+        self.limit = limit
+        super().__init__(
+            f"the response would be about {expected / 2**20:,.1f} MiB, over the {limit / 2**20:,.1f} MiB limit: "
+            + advice
+        )
+        self.field = field
 
 
 class MemoryBudgetError(EngineError, RuntimeError):

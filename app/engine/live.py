@@ -28,19 +28,32 @@ import models
 from models import TRAINED, Architecture, ImagePreprocessing, InputKind
 
 from .activations import (
+    CHANNEL_SIDE,
     ChannelValues,
     LayerMaps,
     Prediction,
     channel_values,
     check_spatial,
     layer_maps,
+    layer_maps_bytes,
     png_data_url,
     prediction,
     run_and_capture,
 )
-from .attention_maps import MAX_TOKENS, AttentionReport, MergeStep, attention_maps, encode, positional_table
+from .attention_maps import (
+    BYTES_PER_WEIGHT,
+    MAX_TOKENS,
+    AttentionLayerInfo,
+    AttentionReport,
+    MergeStep,
+    attention_blocks,
+    attention_maps,
+    encode,
+    positional_table,
+    select,
+)
 from .device import resolve_device
-from .errors import InputError
+from .errors import InputError, ResponseTooLargeError
 from .images import Prepared, decode_image, digit_input, photo_input
 from .selection import vocabulary
 from .tokenizer import bundled_tokenizer
@@ -265,12 +278,6 @@ def prepare_photo(
     return photo_input(decoded, tuple(input_size), preprocessing or models.PLAIN_PREPROCESSING)
 
 
-def default_feature_layers(live: LiveModel) -> list[str]:
-    if live.architecture is not None:
-        return live.architecture.feature_layers(live.module)
-    return models.registry.every_conv_and_pool(live.module)
-
-
 def feature_maps(
     model: str | nn.Module | LiveModel,
     config: dict[str, Any] | None = None,
@@ -285,23 +292,24 @@ def feature_maps(
     input_size: tuple[int, ...] | None = None,
     preprocessing: ImagePreprocessing | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_response_bytes: int | None = None,
+    channel_offset: int = 0,
 ) -> FeatureMapsReport:
     """A real forward pass on one image: each chosen layer's channels (PNG grid, statistics), and the prediction.
 
     ``model`` is a zoo name (built with ``weights``: random, trained, torchvision:<file>,
     or ``upload``), a loaded ``LiveModel``, or your own module (give ``input_size``).
+    Each layer draws 64 channels from ``channel_offset``. With ``max_response_bytes``
+    the response's size is bounded from the layers' shapes (traced without
+    allocating) before the model runs, and refused when it would pass the cap.
     """
     start = time.perf_counter()
     if image is None:
         image = sample_bytes(sample or "cat")
     live = _as_live(model, config, weights, upload, device)
     prepared = prepare_photo(live, image, input_size, preprocessing, max_image_pixels)
-    wanted = list(dict.fromkeys(layers)) if layers else None  # each path once, in order
-    if wanted is not None and len(wanted) > MAX_LAYERS:
-        raise InputError(f"at most {MAX_LAYERS} layers at once; {len(wanted)} were asked for", "layers")
-    paths = list(wanted) if wanted else default_feature_layers(live)
-    if channel and channel[0] not in paths:
-        paths.append(channel[0])
+    paths, wanted = _feature_paths(live.module, live.architecture, layers, channel)
+    _check_layers(live.module, prepared.tensor, paths, wanted, max_response_bytes)
     capture = run_and_capture(live.module, (prepared.tensor.to(live.device),), paths)
     modules = dict(live.module.named_modules())
     maps = []
@@ -311,7 +319,7 @@ def feature_maps(
             raise InputError(f"layer '{path}' did not run on this input", "layers")
         check_spatial(path, output)
         if wanted is None or path in wanted:
-            maps.append(layer_maps(path, modules[path], output))
+            maps.append(layer_maps(path, modules[path], output, channel_offset))
     detail = channel_values(channel[0], capture.outputs[channel[0]], channel[1]) if channel else None
     labels = live.weights.labels
     return FeatureMapsReport(
@@ -328,10 +336,119 @@ def feature_maps(
     )
 
 
+def _feature_paths(
+    module: nn.Module, arch: Architecture | None, layers: list[str] | None, channel: tuple[str, int] | None
+) -> tuple[list[str], list[str] | None]:
+    """The layers to run to (with the channel's), and those asked for (None: the family's default ones)."""
+    wanted = list(dict.fromkeys(layers)) if layers else None  # each path once, in order
+    if wanted is not None and len(wanted) > MAX_LAYERS:
+        raise InputError(f"at most {MAX_LAYERS} layers at once; {len(wanted)} were asked for", "layers")
+    if wanted:
+        paths = list(wanted)
+    else:
+        paths = arch.feature_layers(module) if arch is not None else models.registry.every_conv_and_pool(module)
+    if channel and channel[0] not in paths:
+        paths.append(channel[0])
+    return paths, wanted
+
+
+def check_feature_request(
+    arch: Architecture,
+    config: dict[str, Any],
+    layers: list[str] | None,
+    channel: tuple[str, int] | None,
+    max_response_bytes: int | None,
+) -> None:
+    """Before any weight is loaded or image decoded: the layers exist and output maps, and the response fits.
+
+    Checked on the family's model built on meta at its default input (nothing allocated).
+    """
+    parsed = arch.parse_config(config)
+    with torch.device("meta"):
+        module = arch.build(parsed)
+    tensor = torch.empty((1, *arch.default_input(parsed)), device="meta")
+    paths, wanted = _feature_paths(module, arch, layers, channel)
+    _check_layers(module, tensor, paths, wanted, max_response_bytes)
+
+
+def _check_layers(
+    module: nn.Module, tensor: torch.Tensor, paths: list[str], wanted: list[str] | None, limit: int | None
+) -> None:
+    """Every layer exists and outputs a map, and the response fits the cap.
+
+    The layers' output shapes come from an allocation-free trace of the same model.
+    """
+    from .summary import summarize
+
+    modules = dict(module.named_modules())
+    unknown = [p for p in paths if p not in modules]
+    if unknown:
+        candidates = ", ".join(list(modules)[1:21])
+        raise InputError(
+            f"no layer {', '.join(map(repr, unknown))} in this model; its first layers: {candidates}", "layers"
+        )
+    rows = {row.path: row for row in summarize(module, input_data=torch.empty(tensor.shape, device="meta")).layers}
+    sizes = []
+    for path in paths:
+        shape = rows[path].output_shape
+        if not rows[path].calls or shape is None:
+            raise InputError(f"layer '{path}' did not run on this input", "layers")
+        if len(shape) not in (3, 4):
+            raise InputError(
+                f"layer '{path}' outputs {tuple(shape)}: not a feature map (it needs channels and positions)", "layers"
+            )
+        if wanted is None or path in wanted:
+            sizes.append(layer_maps_bytes(shape[1:]))
+    if limit is None:
+        return
+    fixed = tensor[0].numel() * 4 // 3 + 2048 + CHANNEL_SIDE**2 * 12  # the input image, one channel's values
+    expected = fixed + sum(sizes)
+    if expected > limit:
+        fit = 0
+        for size in sizes:
+            fixed += size
+            fit += fixed <= limit
+        advice = f"ask for at most {fit} of these layers" if fit else "even the first of these layers is over it"
+        raise ResponseTooLargeError(expected, limit, advice, "layers")
+
+
 def text_limit(arch: Architecture, config: dict[str, Any]) -> int:
     """Most tokens a text may have for this config: the page's cap, or the config's context if shorter."""
     parsed = arch.parse_config(config)
     return min(MAX_TOKENS, arch.context(parsed)) if arch.context else MAX_TOKENS
+
+
+ATTENTION_FIXED_BYTES = 65536  # tokens, merges and the positional table, beside the weights
+
+
+def _check_attention_size(size: int, tokens: int, limit: int | None) -> None:
+    if limit is not None and size + ATTENTION_FIXED_BYTES > limit:
+        room = max(1, (limit - ATTENTION_FIXED_BYTES) // (tokens**2 * BYTES_PER_WEIGHT))
+        raise ResponseTooLargeError(
+            size + ATTENTION_FIXED_BYTES,
+            limit,
+            f"choose layers and heads: at most {room:,} head matrices of {tokens} x {tokens} fit",
+            "layers",
+        )
+
+
+def check_attention_request(
+    arch: Architecture,
+    config: dict[str, Any],
+    text: str,
+    layers: list[int] | None,
+    heads: list[int] | None,
+    max_response_bytes: int | None,
+) -> None:
+    """Before any weight exists: the layers and heads asked for exist, and their weights fit the response cap
+    (counted on the model built on meta, for the text's token count)."""
+    check_attention(arch)
+    parsed = arch.parse_config(config)
+    ids, _, _ = encode(bundled_tokenizer(), text, text_limit(arch, parsed.model_dump(mode="json")))
+    with torch.device("meta"):
+        module = arch.build(parsed)
+    _, size = select(attention_blocks(module, arch.attention_modules), layers, heads, len(ids))
+    _check_attention_size(size, len(ids), max_response_bytes)
 
 
 def check_attention(arch: Architecture) -> None:
@@ -347,8 +464,16 @@ def attention(
     text: str,
     weights: str = RANDOM,
     device: str | torch.device | None = None,
+    layers: list[int] | None = None,
+    heads: list[int] | None = None,
+    max_response_bytes: int | None = None,
 ) -> AttentionReport:
-    """Tokenize ``text`` with the bundled BPE, run the model once, and return every layer's and head's weights."""
+    """Tokenize ``text`` with the bundled BPE, run the model once, and return its attention weights.
+
+    ``layers`` and ``heads`` (indices) choose which weights come back (default: all);
+    with ``max_response_bytes`` a response that would pass the cap is refused before
+    the model runs, saying how many layers fit.
+    """
     arch = model.architecture if isinstance(model, LiveModel) else models.get_architecture(model)
     if arch is None:
         raise InputError("attention maps need a zoo architecture", "architecture")
@@ -364,11 +489,15 @@ def attention(
         raise InputError(f"vocab_size {vocab} is smaller than the tokenizer's {tokenizer.vocab_size} tokens", field)
     ids, encoding, truncated = encode(tokenizer, text, text_limit(arch, parsed))
     if live is None:
+        check_attention_request(arch, parsed, text, layers, heads, max_response_bytes)  # before building it
         live = load_model(arch.name, parsed, weights, None, device)
     kind = arch.kind(arch.parse_config(parsed))
+    blocks = attention_blocks(live.module, arch.attention_modules)
+    per_layer, size = select(blocks, layers, heads, len(ids))
+    _check_attention_size(size, len(ids), max_response_bytes)
     ids_tensor = torch.tensor([ids], dtype=torch.long, device=live.device)
     inputs = (ids_tensor, ids_tensor) if kind is InputKind.SEQ2SEQ else (ids_tensor,)
-    layers = attention_maps(live.module, inputs, arch.attention_modules)
+    maps = attention_maps(live.module, inputs, arch.attention_modules, per_layer)
     width = next(m.embedding_dim for m in live.module.modules() if isinstance(m, nn.Embedding))
     return AttentionReport(
         architecture=arch.name,
@@ -378,7 +507,10 @@ def attention(
         truncated=truncated,
         merges=[MergeStep(**vars(m)) for m in encoding.merges],
         vocab_size=tokenizer.vocab_size,
-        attention=layers,
+        layers=[
+            AttentionLayerInfo(index=i, path=p, heads=int(getattr(m, "heads", 1))) for i, (p, m) in enumerate(blocks)
+        ],
+        attention=maps,
         positional_encoding=positional_table(len(ids), min(width, 256)),
         weights=live.weights.label,
         device=str(live.device),

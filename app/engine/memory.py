@@ -383,6 +383,12 @@ def estimate_memory(
 
 def _estimate(selection: Selection, plan: StepPlan, batch_size: int) -> MemoryReport:
     model = _prepare_model(selection, plan)
+    if plan.mode == "train" and not any(p.requires_grad for p in model.parameters()):
+        raise InputError(
+            "this model has no trainable parameters, so a training step has nothing to update: "
+            "ask for mode 'inference' (or add a layer with weights)",
+            "mode",
+        )
     with preserved_modes(model):
         model.train(plan.mode == "train")
         with fake_mode():

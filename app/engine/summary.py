@@ -220,7 +220,7 @@ def _progress_hook(tracer: Tracer, progress: Progress | None) -> None:
         nonlocal seen
         seen += 1
         if seen % 25 == 0:
-            progress("tracing", min(seen, total), total)
+            progress("tracing modules", min(seen, total), total)
 
     tracer.on_call = on_call
 

@@ -146,7 +146,10 @@ class FlopCounter(TorchDispatchMode):
 
 
 class CpuKernelShapes(TorchDispatchMode):
-    """Two ops whose meta kernels disagree with the CPU kernels, answered right for tensors without data.
+    """Ops whose meta kernels disagree with the CPU kernels, answered right for tensors without data.
+
+    Every op's ``dim`` argument is checked as the CPU kernels check it (some meta
+    kernels, softmax's among them, accept any dim).
 
     ``aten._grouped_mm`` (mixture-of-experts layers): its meta kernel copies the CUDA
     kernel's bf16-only check, although the CPU kernel takes float32 too; the output's
@@ -158,6 +161,7 @@ class CpuKernelShapes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        check_dim_argument(func, args, kwargs)
         if func is torch.ops.aten._grouped_mm.default and _without_data(args[:2]):
             a, b = args[0], args[1]
             offs = args[2] if len(args) > 2 else kwargs.get("offs")
@@ -172,6 +176,41 @@ class CpuKernelShapes(TorchDispatchMode):
             size = workspace_bytes(x.shape[0], x.shape[1], hidden, x.dtype)
             out = (*out[:3], torch.empty(size, dtype=torch.uint8, device=x.device))
         return out
+
+
+_DIM_TYPES = ("int", "int[1]", "int[]", "int?", "int[1]?", "int[]?")
+_INSERTING = {"unsqueeze", "unsqueeze_", "unsqueeze_copy"}  # dim may be ndim: it names the new dimension
+
+
+def _dim_position(func: Any) -> int | None:
+    """Where an op takes ``dim`` after a ``self`` tensor (None when it takes no such pair)."""
+    cached = _DIM_POSITIONS.get(func)
+    if cached is None and func not in _DIM_POSITIONS:
+        arguments = func._schema.arguments
+        names = [a.name for a in arguments]
+        if names and names[0] == "self" and "dim" in names and str(arguments[names.index("dim")].type) in _DIM_TYPES:
+            cached = names.index("dim")
+        _DIM_POSITIONS[func] = cached
+    return cached
+
+
+_DIM_POSITIONS: dict[Any, int | None] = {}
+
+
+def check_dim_argument(func: Any, args: tuple, kwargs: dict) -> None:
+    """Raise IndexError as ATen's wrap_dim does when ``dim`` is out of range for ``self``."""
+    position = _dim_position(func)
+    if position is None or not args or not isinstance(args[0], torch.Tensor):
+        return
+    dim = args[position] if len(args) > position else kwargs.get("dim")
+    if dim is None:
+        return
+    ndim = max(args[0].dim(), 1) + (1 if func._schema.name.split("::")[-1] in _INSERTING else 0)
+    for each in dim if isinstance(dim, list | tuple) else (dim,):
+        if isinstance(each, int) and not -ndim <= each < ndim:
+            raise IndexError(
+                f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {each})"
+            )
 
 
 def _without_data(tensors: tuple[Any, ...]) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastapi_offline
 import plotly
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -16,7 +17,14 @@ from ..engine.choices import describe_choices
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Jinja2Templates(directory=str(ROOT / "templates"))
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# Third-party bundles served from the installed packages (no CDN: the pages work offline under a strict policy).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+VENDOR = {
+    "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+    "swagger-ui-bundle.js": DOCS_ASSETS / "swagger-ui-bundle.js",
+    "swagger-ui.css": DOCS_ASSETS / "swagger-ui.css",
+    "redoc.standalone.js": DOCS_ASSETS / "redoc.standalone.js",
+}
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,9 +77,27 @@ for _path, _name, _title in PAGES:
     router.add_api_route(_path, _page(_name, _title), methods=["GET"], response_class=HTMLResponse)
 
 
-@router.get("/static/vendor/plotly.min.js")
-def plotly_js() -> FileResponse:
-    """Plotly's bundle from the installed plotly package: no CDN, works offline."""
-    return FileResponse(
-        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=604800, immutable"}
+@router.get("/static/vendor/{name}")
+def vendor_asset(name: str) -> FileResponse:
+    """Plotly's, Swagger UI's and ReDoc's bundles from their installed packages."""
+    path = VENDOR.get(name)
+    if path is None:
+        raise HTTPException(404, f"no vendored asset {name!r}")
+    media = "text/css" if name.endswith(".css") else "text/javascript"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=604800, immutable"})
+
+
+@router.get("/docs")
+def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI on the OpenAPI document, from local assets."""
+    return TEMPLATES.TemplateResponse(
+        request, "api_docs.html", {"title": "API", "version": __version__, "viewer": "swagger"}
+    )
+
+
+@router.get("/redoc")
+def redoc(request: Request) -> HTMLResponse:
+    """ReDoc on the OpenAPI document, from local assets."""
+    return TEMPLATES.TemplateResponse(
+        request, "api_docs.html", {"title": "API reference", "version": __version__, "viewer": "redoc"}
     )

@@ -19,16 +19,53 @@ export function setBusy(on, text = "Computing…") {
   document.querySelector("main").setAttribute("aria-busy", busyCount > 0 ? "true" : "false");
 }
 
+function setBusyText(text) {
+  const label = document.getElementById("busy-text");
+  if (label && busyCount > 0) label.textContent = text;
+}
+
 async function parse(response) {
   const type = response.headers.get("content-type") || "";
   if (type.includes("application/json")) return response.json();
   return response.text();
 }
 
+function newRequestId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// While a request runs longer than a moment, show the engine's stage from GET /api/progress/{id}.
+function watchProgress(requestId, busyText) {
+  let stopped = false;
+  let timer = setTimeout(async function poll() {
+    if (stopped) return;
+    try {
+      const response = await fetch(`/api/progress/${requestId}`);
+      if (response.ok && !stopped) {
+        const state = await response.json();
+        const step = state.total > 1 ? ` ${state.done.toLocaleString()} of ${state.total.toLocaleString()} done` : "";
+        const what = state.state === "queued" ? "waiting for a free engine process" : `${state.stage}${step}`;
+        setBusyText(`${busyText || "Computing…"} (${what}, ${state.elapsed_s.toFixed(1)} s)`);
+      }
+    } catch {
+      // progress is a courtesy: the request itself reports any failure
+    }
+    if (!stopped) timer = setTimeout(poll, 500);
+  }, 700);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
 export async function request(method, path, body, { busyText, signal, accept } = {}) {
   setBusy(true, busyText);
+  const requestId = newRequestId();
+  const stopWatching = method === "POST" ? watchProgress(requestId, busyText) : () => {};
   try {
-    const init = { method, headers: {}, signal };
+    const init = { method, headers: { "x-request-id": requestId }, signal };
     if (body instanceof FormData) {
       init.body = body; // the browser writes the multipart boundary
     } else if (body !== undefined) {
@@ -41,6 +78,7 @@ export async function request(method, path, body, { busyText, signal, accept } =
     if (!response.ok) throw new ApiError(response.status, typeof data === "object" ? data : { detail: data });
     return data;
   } finally {
+    stopWatching();
     setBusy(false);
   }
 }

@@ -31,6 +31,7 @@ let summary = null;
 let memory = { inference: null, train: {} };
 let generation = 0;
 
+$("config-form").addEventListener("submit", (event) => event.preventDefault()); // Enter in a field recomputes live
 const form = new SchemaForm($("config-form"), () => {
   state.config = diffFromDefaults(form.values());
   $("preset").value = matchingPreset();

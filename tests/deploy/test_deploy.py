@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app.main import app
-from app.settings import Settings
+from app.settings import Settings, memory_ceiling_mb
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -60,7 +60,7 @@ def test_image_settings_are_ones_the_app_reads() -> None:
     env = _docker_env()
     assert env and set(env) <= SETTINGS, set(env) - SETTINGS
     parsed = Settings(**{k.removeprefix("LAYERSCOPE_").lower(): v for k, v in env.items()})
-    assert (parsed.host, parsed.port, parsed.workers) == ("0.0.0.0", 8000, 2)
+    assert (parsed.host, parsed.port, parsed.workers, parsed.engine_workers) == ("0.0.0.0", 8000, 1, 2)
     assert "/api/health" in app.openapi()["paths"]
 
 
@@ -71,11 +71,21 @@ def _free_port() -> int:
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
+    """Children of every thread of ``pid`` (a process started from a worker thread is listed under it)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        found += [child, *_descendants(child)]
+    return found
 
 
 def test_the_image_start_command_serves_with_its_settings() -> None:
@@ -104,9 +114,21 @@ def test_the_image_start_command_serves_with_its_settings() -> None:
                 assert process.poll() is None, process.stdout.read()
                 assert time.monotonic() < deadline, "the server did not come up"
                 time.sleep(0.5)
-        assert len(_children(process.pid)) >= int(_docker_env()["LAYERSCOPE_WORKERS"]), "one process per worker"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/summary",
+            data=b'{"architecture": "lenet5"}',
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+        engine = _descendants(process.pid)
+        assert engine, "the summary ran in an engine process"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0  # a graceful stop
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in engine) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in engine if Path(f"/proc/{pid}").exists()], "engine processes outlived the server"
         log = process.stdout.read()
         access = [json.loads(line) for line in log.splitlines() if line.startswith('{"ts"')]
         assert any(entry["path"] == "/api/health" and entry["status"] == 200 for entry in access)
@@ -123,6 +145,10 @@ def test_compose_file_is_valid() -> None:
         assert set(service["environment"]) <= SETTINGS, name
         assert "/api/health" in " ".join(service["healthcheck"]["test"])
         assert service["restart"] == "unless-stopped"
+        limit = service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+        if limit is not None:  # every process at its limit fits under the container's
+            settings = Settings(**{k.removeprefix("LAYERSCOPE_").lower(): v for k, v in service["environment"].items()})
+            assert int(limit.removesuffix("g")) * 1024 >= memory_ceiling_mb(settings), name
 
 
 def _documents() -> list[dict]:
@@ -159,11 +185,10 @@ def test_manifests_match_the_app_and_the_budget() -> None:
         assert set(env) <= SETTINGS
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"]["path"] == "/api/health"
-        workers = int(env["LAYERSCOPE_WORKERS"])
-        budget = int(env["LAYERSCOPE_MEMORY_BUDGET_MB"]) * 2**20
+        settings = Settings(**{k.removeprefix("LAYERSCOPE_").lower(): v for k, v in env.items()})
         limits = container["resources"]["limits"]
-        # One real run at a time per device (the gate spans workers) within the budget, plus 1 GiB per worker.
-        assert _memory(limits["memory"]) >= budget + workers * 2**30
+        # Every process at its limit: the server and its cache, the engine processes, the real-run budget.
+        assert _memory(limits["memory"]) >= memory_ceiling_mb(settings) * 2**20
         assert _memory(container["resources"]["requests"]["memory"]) <= _memory(limits["memory"])
     gpu = docs[("Deployment", "layerscope-gpu")]["spec"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1

@@ -35,13 +35,42 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server)
+    # The tests' own waits evaluate JavaScript text, which the pages' policy forbids: bypass it here;
+    # test_pages_run_under_their_content_security_policy checks the pages with it.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.mark.parametrize("path", ["/", "/compare", "/build", "/features", "/attention", "/docs", "/redoc"])
+def test_pages_run_under_their_content_security_policy(browser, live_server, path: str) -> None:
+    """Each page loads and does its first work with the policy on: no violation, no script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        response = page.goto(path)
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        if path == "/docs":
+            page.get_by_text("/api/summary", exact=True).first.wait_for(timeout=30_000)
+        elif path == "/redoc":
+            page.get_by_text("Summarize an architecture").first.wait_for(state="attached", timeout=30_000)
+        else:
+            page.locator("main").wait_for()
+            page.locator("#busy").wait_for(state="hidden", timeout=60_000)
+            if path == "/":
+                page.locator("#tile-params [data-value]").filter(has_text="62,378,344").wait_for(timeout=60_000)
+    finally:
+        context.close()
+    # ReDoc's footer asks for its logo on a CDN: the policy blocks it, as it should (nothing loads from outside).
+    ours = [p for p in problems if "https://cdn.redoc.ly/" not in p]
+    assert not ours, ours
 
 
 def tile(page, name: str):
@@ -164,6 +193,18 @@ def test_build_a_three_layer_model(page, output_dir) -> None:
     assert '"Flatten"' in spec and '"Linear"' in spec
 
 
+def test_edit_a_layer_inside_a_residual_block(page) -> None:
+    """The default model's residual block: its convolution's arguments are edited in place."""
+    page.goto("/build")
+    wait_idle(page)
+    expect_text(page.locator("#tile-params [data-value]"), "33,914")  # 160 + 32 + 2,320 + 32 + 31,370
+    inner = """input[data-where='[3,"layers",0]']"""
+    page.locator(f"{inner}[data-arg='kernel_size']").fill("1")
+    page.locator(f"{inner}[data-arg='padding']").fill("0")
+    page.locator(f"{inner}[data-arg='padding']").press("Tab")
+    expect_text(page.locator("#tile-params [data-value]"), "31,866")  # the inner conv: 16 x 16 + 16 = 272
+
+
 def expect_text(locator, text: str, timeout: int = 60_000) -> None:
     from playwright.sync_api import expect
 
@@ -205,3 +246,30 @@ def test_attention_heatmaps(page, output_dir) -> None:
     page.locator("#at-text").fill("Le mécanisme d'attention compare chaque requête à toutes les clés.")
     expect_text(page.locator("#at-tokens"), "attention")
     page.screenshot(path=str(output_dir / "attention.png"), full_page=True)
+
+
+def test_swagger_ui_renders_from_local_assets(page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto("/docs")
+    page.get_by_text("/api/summary", exact=True).first.wait_for(timeout=30_000)
+    assert all(url.startswith(page.url.split("/docs")[0]) or url.startswith("data:") for url in requests), requests
+
+
+def test_a_long_request_shows_its_progress(page) -> None:
+    """The busy indicator shows the engine's stage, read from GET /api/progress/{id}, while the request runs."""
+    page.goto("/")
+    wait_idle(page)
+    page.evaluate(
+        """() => import("/static/js/api.js").then(({ post }) => {
+            window.__done = false;
+            post("/api/memory/optimizers", {architecture: "vit", config: {preset: "vit_h_14"}, input: {batch_size: 7}},
+                 {busyText: "Estimating memory…"}).finally(() => { window.__done = true; });
+        })"""
+    )
+    # Five estimates of ViT-H/14 take many seconds: the stage ("memory reports 2 of 5 done") and the time show.
+    page.wait_for_function(
+        "/reports [0-9] of 5 done, [0-9.]+ s\\)/.test(document.getElementById('busy-text').textContent)", timeout=60_000
+    )
+    assert page.evaluate("window.__done") is False
+    page.wait_for_function("window.__done === true", timeout=180_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ..deps import CsvDep, ServiceDep
+from ..deps import CsvDep, ServiceDep, WorkDep
 from ..responses import compare_response
 from ..schemas import ERROR_RESPONSES, CompareReport, CompareRequest
 
@@ -21,6 +21,6 @@ router = APIRouter(tags=["compare"])
         **{k: ERROR_RESPONSES[k] for k in (404, 413, 422, 504)},
     },
 )
-async def compare(request: CompareRequest, service: ServiceDep, as_csv: CsvDep) -> Response:
-    """Totals, inference peak and Adam training peak of each selection."""
-    return compare_response(await service.compare(request), as_csv)
+async def compare(request: CompareRequest, service: ServiceDep, work: WorkDep, as_csv: CsvDep) -> Response:
+    """Totals, inference peak and Adam training peak of each selection, under one deadline for the whole request."""
+    return compare_response(await service.compare(request, work), as_csv)

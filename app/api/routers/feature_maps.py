@@ -11,14 +11,16 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ...engine.errors import InputError
-from ...engine.live import FeatureMapsReport, Upload, sample_bytes
-from ..deps import ServiceDep
+from ...engine.live import FeatureMapsReport, sample_bytes
+from ..deps import ServiceDep, WorkDep
 from ..errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaError, validation_error
 from ..openapi import schema_ref
+from ..responses import JSON
 from ..schemas import FeatureMapsForm, FeatureMapsRequest, error_responses
 
 router = APIRouter(tags=["live"])
@@ -87,10 +89,14 @@ async def feature_maps_body(request: Request, service: ServiceDep) -> FeatureMap
     responses=error_responses(400, 404, 413, 415, 422, 503, 504),
 )
 async def feature_maps(
-    body: Annotated[FeatureMapsRequest | FeatureMapsForm, Depends(feature_maps_body)], service: ServiceDep
-) -> FeatureMapsReport:
+    body: Annotated[FeatureMapsRequest | FeatureMapsForm, Depends(feature_maps_body)],
+    service: ServiceDep,
+    work: WorkDep,
+) -> Response:
     """Send an image (multipart) or pick a bundled sample (JSON); get each layer's channels as a PNG grid,
-    per-channel statistics, one channel's values on demand, and the class probabilities."""
+    per-channel statistics, one channel's values on demand, and the class probabilities. Each layer draws 64
+    channels from channel_offset; a response that would pass the size limit is refused (413) before the model
+    runs, saying how many layers fit."""
     upload = None
     if isinstance(body, FeatureMapsForm):
         if body.image is not None:
@@ -100,12 +106,21 @@ async def feature_maps(
         else:
             raise InputError("send an image file or name a sample", "image")
         if body.weights_file is not None:
-            upload = Upload(body.weights_file, body.weights_filename)
+            upload = (body.weights_file, body.weights_filename)
         channel = (body.channel_layer, body.channel_index) if body.channel_layer else None
     else:
         image = sample_bytes(body.sample)
         channel = (body.channel.layer, body.channel.index) if body.channel else None
     weights = "upload" if upload else body.weights
-    return await service.run(
-        lambda: service.live.feature_maps(body.architecture, body.config, image, body.layers, weights, upload, channel)
+    data = await service.feature_maps(
+        work,
+        name=body.architecture,
+        config=body.config,
+        image=image,
+        layers=body.layers,
+        weights=weights,
+        upload=upload,
+        channel=channel,
+        channel_offset=body.channel_offset,
     )
+    return Response(content=data, media_type=JSON)

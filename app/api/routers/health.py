@@ -21,6 +21,7 @@ class Health(BaseModel):
     cache_entries: int
     cache_bytes: int
     real_runs_active: int
+    engine: dict[str, dict[str, int]]
 
 
 @router.get("/api/health", response_model=Health, summary="Liveness, torch version and device")
@@ -34,5 +35,6 @@ def health(service: ServiceDep) -> Health:
         gpu=facts["gpu"],
         cache_entries=len(service.cache),
         cache_bytes=service.cache.bytes,
-        real_runs_active=service.gate.active,
+        real_runs_active=service.gate.active + service.lanes()["live"].stats.busy,
+        engine={name: each.describe() for name, each in service.lanes().items()},
     )

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...engine.memory_report import MemoryReport
-from ..deps import CsvDep, ServiceDep
+from ..deps import CsvDep, ServiceDep, WorkDep
 from ..responses import JSON, report_response
 from ..schemas import MemoryOverview, MemoryOverviewRequest, MemoryRequest, error_responses
 
@@ -22,9 +22,9 @@ router = APIRouter(tags=["memory"])
         **error_responses(404, 413, 422, 503, 504),
     },
 )
-async def memory(request: MemoryRequest, service: ServiceDep, as_csv: CsvDep) -> Response:
+async def memory(request: MemoryRequest, service: ServiceDep, work: WorkDep, as_csv: CsvDep) -> Response:
     """The exact peak of one steady-state step, its breakdown, per-layer saved bytes and the textbook formula."""
-    item = await service.memory(request)
+    item = await service.memory(request, work)
     return report_response(item, as_csv, f"{request.architecture}-memory")
 
 
@@ -34,7 +34,7 @@ async def memory(request: MemoryRequest, service: ServiceDep, as_csv: CsvDep) ->
     summary="Inference, and a training step with every optimizer",
     responses=error_responses(404, 413, 422, 504),
 )
-async def memory_overview(request: MemoryOverviewRequest, service: ServiceDep) -> Response:
+async def memory_overview(request: MemoryOverviewRequest, service: ServiceDep, work: WorkDep) -> Response:
     """One request for what the explorer's memory chart shows: the inference peak and each optimizer's
     training peak (each a full MemoryReport)."""
-    return Response(content=await service.memory_overview(request), media_type=JSON)
+    return Response(content=await service.memory_overview(request, work), media_type=JSON)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...engine.report import SummaryReport
-from ..deps import CsvDep, ServiceDep
+from ..deps import CsvDep, ServiceDep, WorkDep
 from ..responses import report_response
 from ..schemas import ERROR_RESPONSES, SummaryRequest
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["summary"])
         **{k: ERROR_RESPONSES[k] for k in (404, 413, 422, 504)},
     },
 )
-async def summary(request: SummaryRequest, service: ServiceDep, as_csv: CsvDep) -> Response:
+async def summary(request: SummaryRequest, service: ServiceDep, work: WorkDep, as_csv: CsvDep) -> Response:
     """Shapes, parameters, MACs/FLOPs and worked formulas of every layer, computed without allocating."""
-    item = await service.summary(request)
+    item = await service.summary(request, work)
     return report_response(item, as_csv, f"{request.architecture}-summary")

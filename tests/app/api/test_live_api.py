@@ -193,7 +193,7 @@ def test_attention_bad_input(client) -> None:
     assert response.status_code == 422 and response.json()["field"] == "config.vocab_size"
 
 
-def test_torchvision_files_in_the_local_cache_are_offered(client, tmp_path, monkeypatch) -> None:
+def test_torchvision_files_in_the_local_cache_are_offered(client, settings, tmp_path, monkeypatch) -> None:
     import models
 
     checkpoints = tmp_path / "checkpoints"
@@ -201,6 +201,7 @@ def test_torchvision_files_in_the_local_cache_are_offered(client, tmp_path, monk
     torch.manual_seed(3)
     state = models.build_model("alexnet", {"variant": "torchvision"}).state_dict()
     torch.save(state, checkpoints / "alexnet-owt-7be5be79.pth")
+    settings.engine_isolation = "thread"  # the patched cache directory is seen in this process only
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     sources = client.get("/api/weights?architecture=alexnet").json()
     offered = next(s for s in sources if s["id"].startswith("torchvision:"))

@@ -1,10 +1,11 @@
 """Real runs (measured memory, feature maps, attention) go one at a time per device.
 
-A thread semaphore orders the requests of one worker process; an advisory file
-lock orders the worker processes of one instance: the lock file is named after
-the instance (its address, port and device, from its settings), so two Layerscope
-instances on one host never wait for each other. Past the wait limit the caller
-gets ``DeviceBusyError`` (HTTP 503).
+A thread semaphore orders the runs of one process; an advisory file lock orders
+the processes of one instance: the lock file is named after the instance (its
+address, port and device, from its settings), so two Layerscope instances on one
+host never wait for each other. The process that does the work holds the lock, so
+when it ends, or is killed at a deadline, the kernel releases it. Past the wait
+limit the caller gets ``DeviceBusyError`` (HTTP 503).
 """
 
 from __future__ import annotations
