@@ -5,6 +5,8 @@
     layerscope summary resnet --set depth=50 --input-size 3,224,224 --json
     layerscope summary transformer --input 2x10:int64 --input 2x7:int64
     layerscope memory gpt --preset gpt2 --batch 8 --optimizer adamw --precision amp-bf16
+    layerscope summary huggingface --preset llama-3.1-8b --input-size 4096
+    layerscope memory huggingface --hf-config path/to/config.json --precision bf16
     layerscope features alexnet --sample cat --out maps/
     layerscope attention gpt --preset nano --weights trained --text "Attention is all you need."
     layerscope serve --port 8000
@@ -18,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import models
@@ -106,6 +109,11 @@ def _selection_args(parser: argparse.ArgumentParser) -> None:
         help="config field, repeatable: --set depth=50 --set hidden=[512,256]",
     )
     parser.add_argument("--preset", help="start from a named preset (see `layerscope list`)")
+    parser.add_argument(
+        "--hf-config",
+        metavar="PATH",
+        help="a Hugging Face config.json (for the huggingface family; pick the head with --set head=causal-lm)",
+    )
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--input-size", help="one sample's shape, e.g. 3,224,224 (tokens: T; encoder-decoder: S,T)")
     parser.add_argument(
@@ -124,7 +132,19 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     config = parse_assignments(args.assignments)
     if args.preset:
         config["preset"] = args.preset
+    if getattr(args, "hf_config", None):
+        config["hf_config"] = _read_json(args.hf_config, "--hf-config")
     return config
+
+
+def _read_json(path: str, option: str) -> Any:
+    """A JSON file, or a one-line error naming the option (read as data: nothing in it is executed)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option}: {path} is not JSON: {exc}") from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

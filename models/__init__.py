@@ -2,7 +2,7 @@
 
 >>> import models
 >>> models.list_architectures()
-['mlp', 'lenet5', 'alexnet', 'vgg', 'resnet', 'transformer', 'gpt', 'vit', 'sequential']
+['mlp', 'lenet5', 'alexnet', 'vgg', 'resnet', 'transformer', 'gpt', 'vit', 'sequential', 'huggingface']
 >>> net = models.build_model("resnet", {"depth": 50})
 """
 
@@ -29,7 +29,7 @@ from .registry import (
 )
 
 # Importing a family module registers it; the order here is the order users see.
-FAMILY_MODULES = ("mlp", "lenet", "alexnet", "vgg", "resnet", "transformer", "gpt", "vit", "sequential")
+FAMILY_MODULES = ("mlp", "lenet", "alexnet", "vgg", "resnet", "transformer", "gpt", "vit", "sequential", "huggingface")
 for _module in FAMILY_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 

@@ -260,6 +260,7 @@ class SequentialConfig(ArchitectureConfig):
         min_length=1,
         max_length=MAX_LAYERS,
         description="The layers in order: {'type': 'Conv2d', ...} or {'type': 'residual', 'layers': [...]}.",
+        json_schema_extra={"x-editor": "builder"},
     )
 
     @field_validator("input_shape")

@@ -28,6 +28,6 @@ def test_the_screenshot_is_there() -> None:
 
 
 def test_every_family_is_named() -> None:
-    for name in ("MLP", "LeNet-5", "AlexNet", "VGG", "ResNet", "Transformer", "GPT", "ViT"):
+    for name in ("MLP", "LeNet-5", "AlexNet", "VGG", "ResNet", "Transformer", "GPT", "ViT", "Hugging Face"):
         assert name in README
-    assert len(models.list_architectures()) == 9
+    assert len(models.list_architectures()) == 10

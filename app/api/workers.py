@@ -34,7 +34,12 @@ from ..engine.errors import DeviceBusyError, EngineError
 from .errors import ComputeTimeoutError, WorkerFailure, failure_response
 
 log = logging.getLogger("layerscope.workers")
-PRELOAD = ["app.engine.jobs", "models"]
+PRELOAD = [
+    "app.engine.jobs",
+    "models",
+    "transformers.models.auto.configuration_auto",
+    "transformers.models.auto.modeling_auto",
+]
 POLL_S = 0.02
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 Progress = Callable[[str, int, int], None]

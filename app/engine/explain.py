@@ -22,6 +22,7 @@ Shape = list[int]
 Explainer = Callable[[nn.Module, Shape | None, Shape | None], list[str]]
 
 _EXPLAINERS: dict[type, tuple[Explainer, bool]] = {}  # class -> (explainer, wants every input shape)
+_STRUCTURES: list[tuple[Callable[[nn.Module], bool], Explainer]] = []  # recognized by what a module holds
 
 
 def n(value: float) -> str:
@@ -53,8 +54,24 @@ def explains(*types: type, all_inputs: bool = False) -> Callable[[Explainer], Ex
     return register
 
 
+def recognizes(predicate: Callable[[nn.Module], bool]) -> Callable[[Explainer], Explainer]:
+    """Register an explainer for modules of any class that ``predicate`` recognizes by their structure."""
+
+    def register(fn: Explainer) -> Explainer:
+        _STRUCTURES.append((predicate, fn))
+        return fn
+
+    return register
+
+
+_COURTESY = (TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError, AssertionError)
+
+
 def explain(module: nn.Module, input_shapes: list[Shape], output_shape: Shape | None) -> list[str] | None:
-    """Formula lines for ``module``, or None when no formula is registered for its class (a block)."""
+    """Formula lines for ``module``, or None when no formula is registered for its class (a block).
+
+    A leaf of a class without a formula may still be recognized by its structure (an RMSNorm, a router).
+    """
     for cls in type(module).__mro__:
         entry = _EXPLAINERS.get(cls)
         if entry is not None:
@@ -62,9 +79,23 @@ def explain(module: nn.Module, input_shapes: list[Shape], output_shape: Shape | 
             inputs = input_shapes if all_inputs else (input_shapes[0] if input_shapes else None)
             try:
                 return fn(module, inputs, output_shape)  # type: ignore[arg-type]
-            except (TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError):
+            except _COURTESY:
                 return []  # a formula is a courtesy; a layer used in an unusual way just gets none
+    if not any(True for _ in module.children()):
+        lines = explain_structure(module, input_shapes[0] if input_shapes else None, output_shape)
+        return lines or None
     return None
+
+
+def explain_structure(module: nn.Module, input_shape: Shape | None, output_shape: Shape | None) -> list[str]:
+    """Lines from the first structural explainer that recognizes ``module`` (none: [])."""
+    for predicate, fn in _STRUCTURES:
+        try:
+            if predicate(module):
+                return fn(module, input_shape, output_shape)
+        except _COURTESY:
+            return []
+    return []
 
 
 def explain_block(
@@ -353,3 +384,6 @@ def _lrn(m: nn.LocalResponseNorm, inp: Shape | None, out: Shape | None) -> list[
         f"b = a / ({m.k:g} + {m.alpha:g}/{m.size} * sum of a^2 over {m.size} neighbouring channels)^{m.beta:g}",
         "no parameters",
     ]
+
+
+from . import explain_llm  # noqa: E402, F401  (registers the structural explainers of modern LLM layers)

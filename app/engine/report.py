@@ -66,6 +66,10 @@ class Totals(BaseModel):
         description="Sum of every leaf layer's output bytes: the textbook B*m*layers, not what autograd keeps."
     )
     output_shape: Shape | None = Field(description="Shape of the model's (first) output.")
+    active_params: int = Field(
+        description="Parameters one token uses: params, less each mixture of experts' experts beyond its top-k "
+        "(equal to params for a dense model)."
+    )
 
 
 class SummaryReport(BaseModel):

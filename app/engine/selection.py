@@ -272,7 +272,11 @@ def select(
             module = arch.build(parsed)
         module.to(dtype)
     builder = (
-        (lambda batch, dtype, device, real: arch.inputs(parsed, module, size, batch, dtype, device, real))
+        (
+            lambda batch, dtype, device, real: ModelInputs.of(
+                arch.inputs(parsed, module, size, batch, dtype, device, real)
+            )
+        )
         if (arch.inputs is not None)
         else None
     )

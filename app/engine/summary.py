@@ -20,7 +20,8 @@ from torch import nn
 
 from .choices import dtype_name
 from .errors import InputError, NeedsRealRunError
-from .explain import explain, explain_block
+from .explain import explain, explain_block, explain_structure
+from .explain_llm import inactive_expert_params
 from .report import LayerRow, SummaryReport, Totals
 from .selection import (
     ModelInputs,
@@ -117,9 +118,17 @@ def _rows(tracer: Tracer) -> list[LayerRow]:
     for (path, module), row in zip(model.named_modules(), rows, strict=True):
         if not row.is_leaf and explain(module, row.input_shapes, row.output_shape) is None:
             parts = [(child.name, child.params_inclusive) for child in children.get(path, [])]
-            row.explain = explain_block(module, parts, row.input_shape, row.output_shape) + row.explain
+            structure = explain_structure(module, row.input_shape, row.output_shape)
+            row.explain = structure + explain_block(module, parts, row.input_shape, row.output_shape) + row.explain
     _mark_output_layer(rows)
     return rows
+
+
+MOE_NOTE = (
+    "Mixture of experts: FLOPs send every token through the configured top-k experts, as if tokens were spread "
+    "evenly; the router picks which experts at run time, so each expert's share varies but the total does not "
+    "(unless an implementation drops tokens over a capacity). active_params counts the parameters one token uses."
+)
 
 
 def _mark_output_layer(rows: list[LayerRow]) -> None:
@@ -301,7 +310,9 @@ def build_report(
         output_bytes=nbytes_of(outputs),
         activation_bytes=sum(row.output_bytes for row in rows if row.is_leaf),
         output_shape=list(outputs[0].shape) if outputs else None,
+        active_params=total_params - inactive_expert_params(model),
     )
+    moe = [MOE_NOTE] if totals.active_params != total_params else []
     return SummaryReport(
         architecture=selection.architecture,
         config=selection.config,
@@ -314,5 +325,5 @@ def build_report(
         run=run,  # type: ignore[arg-type]
         totals=totals,
         layers=rows,
-        notes=[*NOTES, RUN_NOTES[run]],
+        notes=[*NOTES, RUN_NOTES[run], *moe],
     )

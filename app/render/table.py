@@ -70,11 +70,17 @@ def summary_table(report: SummaryReport, max_depth: int | None = None) -> str:
         f"Total params:          {format_count(t.params)}",
         f"  trainable:           {format_count(t.trainable_params)}",
         f"  non-trainable:       {format_count(t.non_trainable_params)}",
+        *(
+            [f"  active per token:    {format_count(t.active_params)}  (mixture of experts: top-k experts only)"]
+            if t.active_params != t.params
+            else []
+        ),
         f"MACs (forward):        {format_count(t.macs)}  ({format_flops(t.flops)}, FLOPs = 2 x MACs)",
         f"Parameter memory:      {format_bytes(t.param_bytes)}",
         f"Input size:            {format_bytes(t.input_bytes)}",
         f"Layer outputs (sum):   {format_bytes(t.activation_bytes)}",
         f"Output shape:          {format_shape(t.output_shape)}",
+        *(f"Note: {note}" for note in report.notes if note.startswith("Mixture of experts")),
     ]
     return "\n".join(lines)
 

@@ -81,7 +81,9 @@ function readUrl() {
 function writeUrl() {
   const params = new URLSearchParams();
   params.set("a", state.arch);
-  if (Object.keys(state.config).length) params.set("c", JSON.stringify(state.config));
+  const preset = info ? matchingPreset() : "";
+  const config = preset ? { preset } : state.config; // a preset's name, not its (possibly long) config
+  if (Object.keys(config).length) params.set("c", JSON.stringify(config));
   if (state.batch !== 1) params.set("b", String(state.batch));
   if (state.shape) params.set("s", state.shape);
   if (state.optimizer !== CHOICES.default_optimizer) params.set("o", state.optimizer);
@@ -142,10 +144,12 @@ function setTile(id, value, sub) {
 
 function renderSummary() {
   const totals = summary.totals;
-  setTile("tile-params", count(totals.params), `${count(totals.trainable_params)} trainable · ${bytes(totals.param_bytes)} at ${summary.dtype}`);
+  const active = totals.active_params !== totals.params ? `${count(totals.active_params)} active per token · ` : "";
+  setTile("tile-params", count(totals.params), `${active}${count(totals.trainable_params)} trainable · ${bytes(totals.param_bytes)} at ${summary.dtype}`);
   setTile("tile-flops", flops(totals.flops), `${count(totals.macs)} MACs · batch ${summary.batch_size}`);
   setTile("tile-inference", "…", "");
   setTile("tile-training", "…", "");
+  $("input-shape").placeholder = summary.input_size.join(", "); // the default can depend on the config
   $("layer-count").textContent = `(${summary.layers.length.toLocaleString("en-US")} modules)`;
   table.render(summary, savedByPath());
   const row = summary.layers.find((r) => r.path === state.layer) || summary.layers.find((r) => r.is_leaf && r.params > 0) || null;
@@ -322,6 +326,10 @@ async function selectArchitecture(name, { keepConfig = false } = {}) {
     state.config = {};
     state.shape = "";
     state.layer = null;
+  }
+  if (state.config.preset) {
+    const named = info.presets.find((p) => p.name === state.config.preset);
+    state.config = named ? diffFromDefaults(named.config) : {};
   }
   document.querySelectorAll(".arch-card").forEach((card) => {
     const on = card.dataset.arch === info.name;

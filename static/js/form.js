@@ -12,10 +12,6 @@ function resolve(prop) {
   return prop;
 }
 
-function label(name) {
-  return name.replaceAll("_", " ");
-}
-
 function numberBounds(prop) {
   const min = prop.minimum ?? (prop.exclusiveMinimum !== undefined ? prop.exclusiveMinimum : undefined);
   const max = prop.maximum ?? (prop.exclusiveMaximum !== undefined ? prop.exclusiveMaximum : undefined);
@@ -24,12 +20,15 @@ function numberBounds(prop) {
 
 function fieldHtml(name, raw) {
   const prop = resolve(raw);
+  const label = (key) => prop["x-label"] || key.replaceAll("_", " ");
   const id = `cfg-${name}`;
   const help = prop.description ? `<small class="help" id="${id}-help">${escapeHtml(prop.description)}</small>` : "";
   const described = prop.description ? `aria-describedby="${id}-help"` : "";
   if (prop.enum) {
-    const options = prop.enum.map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(v)}</option>`).join("");
-    return `<div class="field"><label for="${id}">${label(name)}</label><select id="${id}" name="${name}" data-kind="enum" data-type="${typeof prop.enum[0]}" ${described}>${options}</select>${help}</div>`;
+    const unset = prop.nullable ? `<option value="">(default)</option>` : "";
+    const options = unset + prop.enum.map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(v)}</option>`).join("");
+    const nullable = prop.nullable ? `data-nullable="1"` : "";
+    return `<div class="field"><label for="${id}">${label(name)}</label><select id="${id}" name="${name}" data-kind="enum" data-type="${typeof prop.enum[0]}" ${nullable} ${described}>${options}</select>${help}</div>`;
   }
   if (prop.type === "boolean") {
     return `<div class="field field-switch"><label class="switch" for="${id}"><input type="checkbox" id="${id}" name="${name}" data-kind="bool" ${described}><span class="switch-track" aria-hidden="true"></span><span>${label(name)}</span></label>${help}</div>`;
@@ -48,10 +47,32 @@ function fieldHtml(name, raw) {
   if (prop.type === "array" && (resolve(prop.items || {}).type === "integer")) {
     return `<div class="field"><label for="${id}">${label(name)}</label><input type="text" id="${id}" name="${name}" data-kind="int-list" inputmode="numeric" placeholder="e.g. 200, 100" ${described}>${help}</div>`;
   }
+  if (prop["x-editor"] === "config-file") {
+    // A pasted or dropped config.json, checked here before it is sent; the server checks it again.
+    return `<div class="field config-file"><label for="${id}">${label(name)}</label>
+      <textarea id="${id}" name="${name}" data-kind="json" data-check="config-file" rows="8" spellcheck="false" placeholder="Paste a config.json here, or drop the file" ${described}></textarea>
+      <div class="toolbar"><label class="button ghost file-button">Load config.json<input type="file" accept=".json,application/json" data-file-for="${name}" hidden></label></div>
+      <small class="field-error" id="${id}-error" role="alert" hidden></small>${help}</div>`;
+  }
   if (prop.type === "array" || prop.type === "object") {
-    return `<div class="field"><label for="${id}">${label(name)} <a class="field-link" href="/build">open in the builder</a></label><textarea id="${id}" name="${name}" data-kind="json" rows="6" spellcheck="false" ${described}></textarea>${help}</div>`;
+    const link = prop["x-editor"] === "builder" ? ` <a class="field-link" href="/build">open in the builder</a>` : "";
+    return `<div class="field"><label for="${id}">${label(name)}${link}</label><textarea id="${id}" name="${name}" data-kind="json" rows="6" spellcheck="false" ${described}></textarea>${help}</div>`;
   }
   return `<div class="field"><label for="${id}">${label(name)}</label><input type="text" id="${id}" name="${name}" data-kind="text" ${described}>${help}</div>`;
+}
+
+// What a config.json must be before it is worth sending: a JSON object naming a model_type, without remote code.
+export function checkConfigFile(text) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { error: `not JSON: ${error.message}` };
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return { error: "a config.json is a JSON object" };
+  if (typeof value.model_type !== "string" || !value.model_type) return { error: "it names no model_type (e.g. \"llama\")" };
+  if ("auto_map" in value) return { error: `this ${value.model_type} config asks for remote code (auto_map), which is never run` };
+  return { value };
 }
 
 export class SchemaForm {
@@ -67,9 +88,21 @@ export class SchemaForm {
     this.container.innerHTML = Object.entries(props)
       .map(([name, prop]) => fieldHtml(name, prop))
       .join("");
-    this.container.querySelectorAll("input, select, textarea").forEach((input) => {
+    this.container.querySelectorAll("input[data-file-for]").forEach((picker) => {
+      picker.addEventListener("change", () => picker.files[0] && this.loadFile(picker.dataset.fileFor, picker.files[0]));
+    });
+    this.container.querySelectorAll("textarea[data-check]").forEach((area) => {
+      area.addEventListener("dragover", (event) => event.preventDefault());
+      area.addEventListener("drop", (event) => {
+        event.preventDefault();
+        const file = event.dataTransfer.files[0];
+        if (file) this.loadFile(area.name, file);
+      });
+    });
+    this.container.querySelectorAll("input:not([data-file-for]), select, textarea").forEach((input) => {
       const event = input.type === "number" || input.type === "text" || input.tagName === "TEXTAREA" ? "input" : "change";
       input.addEventListener(event, () => {
+        if (input.dataset.check && !this.checked(input)) return; // not sent until it is a config
         if (input.dataset.rangeFor) {
           this.container.querySelector(`[name="${input.dataset.rangeFor}"]`).value = input.value;
         } else if (input.dataset.kind === "number") {
@@ -81,6 +114,27 @@ export class SchemaForm {
     });
   }
 
+  checked(area) {
+    const { error } = checkConfigFile(area.value);
+    const message = this.container.querySelector(`#${area.id}-error`);
+    message.textContent = error ? `This config cannot be used: ${error}.` : "";
+    message.hidden = !error;
+    area.setAttribute("aria-invalid", error ? "true" : "false");
+    return !error;
+  }
+
+  async loadFile(name, file) {
+    const area = this.container.querySelector(`[name="${name}"]`);
+    if (file.size > 64 * 1024) {
+      area.value = "";
+      this.container.querySelector(`#${area.id}-error`).textContent = `${file.name} is over 64 KB: a config.json is a few KB.`;
+      this.container.querySelector(`#${area.id}-error`).hidden = false;
+      return;
+    }
+    area.value = await file.text();
+    if (this.checked(area)) this.onChange(this.values());
+  }
+
   setValues(values) {
     for (const [name, value] of Object.entries(values)) {
       const input = this.container.querySelector(`[name="${name}"]`);
@@ -88,7 +142,7 @@ export class SchemaForm {
       const kind = input.dataset.kind;
       if (kind === "bool") input.checked = Boolean(value);
       else if (kind === "int-list") input.value = (value || []).join(", ");
-      else if (kind === "json") input.value = JSON.stringify(value, null, 1);
+      else if (kind === "json") input.value = JSON.stringify(value, null, input.dataset.check ? 2 : 1);
       else input.value = value === null || value === undefined ? "" : String(value);
       const range = this.container.querySelector(`[data-range-for="${name}"]`);
       if (range && value !== null && value !== undefined) range.value = value;
@@ -105,7 +159,8 @@ export class SchemaForm {
         if (input.value === "") out[name] = input.dataset.nullable ? null : input.value;
         else out[name] = input.dataset.type === "integer" ? Number.parseInt(input.value, 10) : Number.parseFloat(input.value);
       } else if (kind === "enum") {
-        out[name] = input.dataset.type === "number" ? Number(input.value) : input.value;
+        if (input.value === "" && input.dataset.nullable) out[name] = null;
+        else out[name] = input.dataset.type === "number" ? Number(input.value) : input.value;
       } else if (kind === "int-list") {
         out[name] = input.value
           .split(/[\s,]+/)

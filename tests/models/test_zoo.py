@@ -137,6 +137,7 @@ def test_list_architectures_order() -> None:
         "gpt",
         "vit",
         "sequential",
+        "huggingface",
     ]
 
 

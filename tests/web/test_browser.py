@@ -159,6 +159,32 @@ def test_dark_theme_and_phone_width(browser, live_server, output_dir) -> None:
     context.close()
 
 
+def test_hugging_face_presets_and_a_pasted_config(page, output_dir) -> None:
+    """The Hugging Face card: a preset, then a config.json pasted in, checked in the page before it is sent."""
+    import json
+
+    from models.huggingface import bundled_config
+
+    page.goto("/")
+    wait_idle(page)
+    page.locator("#arch-huggingface").click()
+    page.locator("#preset").select_option("mixtral-8x7b")
+    expect_text(tile(page, "params"), "46,702,792,704")
+    expect_text(page.locator("#tile-params [data-sub]"), "12,879,925,248 active per token")
+    area = page.locator("#cfg-hf_config")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if "/api/summary" in request.url else None)
+    area.fill('{"hidden_size": 64}')
+    expect_text(page.locator("#cfg-hf_config-error"), "model_type")
+    area.fill('{"model_type": "llama", "auto_map": {"AutoModel": "evil.Model"}}')
+    expect_text(page.locator("#cfg-hf_config-error"), "remote code")
+    assert sent == []  # nothing that fails the check is sent
+    area.fill(json.dumps(bundled_config("mistral-7b")))
+    expect_text(tile(page, "params"), "7,241,732,096")
+    assert page.locator("#cfg-hf_config-error").is_hidden()
+    page.screenshot(path=str(output_dir / "huggingface.png"), full_page=True)
+
+
 def test_compare_two_architectures(page, output_dir) -> None:
     page.goto("/compare")
     table = page.locator("#compare-table")

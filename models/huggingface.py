@@ -1,0 +1,297 @@
+"""Any architecture that `transformers` implements, from its config.json: Llama, Mistral, Qwen, Mixtral, Gemma...
+
+    {"preset": "llama-3.1-8b"}
+    {"hf_config": {...the model's config.json...}, "head": "causal-lm"}
+
+The model is built with transformers' auto classes from the config, on the device
+the caller chose (``torch.device("meta")``: nothing allocated). There are no
+weights and no network, and never remote code: a config that asks for code
+(``auto_map``) or names a ``model_type`` this transformers does not implement is
+refused, naming it. ``head`` picks the task class; by default the one the config's
+``architectures`` names (``LlamaForCausalLM`` -> ``causal-lm``), else the bare model.
+
+Presets are the published config.json files of well-known models
+(``models/hf_configs/``, credited in its CREDITS.md), each pinned to its published
+parameter count.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import nn
+
+from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
+
+CONFIG_DIR = Path(__file__).parent / "hf_configs"
+MAX_CONFIG_BYTES = 64 * 1024  # a config.json is a few KB; label maps of 1,000 classes stay well under this
+DEFAULT_TOKENS = 2048  # default sequence length, or the model's context when shorter
+NO_CONTEXT = 1 << 20  # models without absolute positions (T5's relative buckets) have no fixed context
+
+Head = Literal[
+    "base",
+    "causal-lm",
+    "masked-lm",
+    "seq2seq-lm",
+    "image-classification",
+    "sequence-classification",
+    "token-classification",
+    "question-answering",
+]
+AUTO_CLASSES: dict[str, tuple[str, str]] = {  # head -> transformers auto class, and its model_type -> class table
+    "base": ("AutoModel", "MODEL_MAPPING_NAMES"),
+    "causal-lm": ("AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+    "masked-lm": ("AutoModelForMaskedLM", "MODEL_FOR_MASKED_LM_MAPPING_NAMES"),
+    "seq2seq-lm": ("AutoModelForSeq2SeqLM", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
+    "image-classification": ("AutoModelForImageClassification", "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES"),
+    "sequence-classification": (
+        "AutoModelForSequenceClassification",
+        "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    ),
+    "token-classification": ("AutoModelForTokenClassification", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES"),
+    "question-answering": ("AutoModelForQuestionAnswering", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"),
+}
+# How a class named in the config's "architectures" ends -> its head (first match wins).
+CLASS_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("ForCausalLM", "causal-lm"),
+    ("LMHeadModel", "causal-lm"),
+    ("ForMaskedLM", "masked-lm"),
+    ("ForConditionalGeneration", "seq2seq-lm"),
+    ("ForImageClassification", "image-classification"),
+    ("ForSequenceClassification", "sequence-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+)
+# (file stem, title, head or None for the config's own, published parameter count)
+PRESET_TABLE: tuple[tuple[str, str, str | None, int], ...] = (
+    ("llama-3.1-8b", "Llama 3.1 8B: grouped-query attention, rotary (llama3 scaling), SwiGLU", None, 8_030_261_248),
+    ("mistral-7b", "Mistral 7B v0.1: grouped-query attention, sliding window of 4,096", None, 7_241_732_096),
+    ("qwen2.5-7b", "Qwen2.5 7B: grouped-query attention (4 KV heads), biases on Q, K, V", None, 7_615_616_512),
+    ("mixtral-8x7b", "Mixtral 8x7B: a mixture of 8 experts, top-2 per token", None, 46_702_792_704),
+    ("gemma-2-9b", "Gemma 2 9B: alternating sliding and global attention, logit soft-capping", None, 9_241_705_984),
+    ("phi-3-mini", "Phi-3 mini (4k): fused QKV and gate-up projections", None, 3_821_079_552),
+    ("gpt2", "GPT-2 small (124M), with its language-model head", None, 124_439_808),
+    ("bert-base", "BERT base (uncased), the encoder with its pooler", "base", 109_482_240),
+    ("t5-base", "T5 base: encoder-decoder, relative position buckets", None, 222_903_552),
+    ("vit-base", "ViT-B/16: an ImageNet classifier on 224 x 224 images", None, 86_567_656),
+)
+
+
+@cache
+def bundled_config(name: str) -> dict[str, Any]:
+    """A preset's config.json, as published."""
+    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
+
+
+def _transformers():
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # its notes on unused token ids are not the user's concern
+    return transformers
+
+
+@cache
+def known_model_types() -> tuple[str, ...]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return tuple(CONFIG_MAPPING_NAMES)
+
+
+def check_hf_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config.json transformers can build without running any code from it; raises ValueError saying why not."""
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        raise ValueError(f"the config is over {MAX_CONFIG_BYTES // 1024} KB; a config.json is a few KB")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ValueError('the config has no model_type (config.json names one, e.g. "llama")')
+    if "auto_map" in config:
+        raise ValueError(
+            f"this {model_type} config asks for remote code (auto_map): Layerscope never runs code that comes with "
+            "a config; use a model_type transformers implements"
+        )
+    known = known_model_types()
+    if model_type not in known:
+        close = difflib.get_close_matches(model_type, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"model_type {model_type!r} is not one transformers {_version()} implements{hint}")
+    pretrained_config(config)  # transformers' own checks of the values (types, heads dividing the width...)
+    return config
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("transformers")
+
+
+def pretrained_config(config: dict[str, Any]) -> Any:
+    """The transformers config object for a checked config.json."""
+    transformers = _transformers()
+    values = dict(config)
+    model_type = values.pop("model_type")
+    try:
+        return transformers.CONFIG_MAPPING[model_type].from_dict(values)
+    except Exception as exc:  # transformers raises its own validation errors for values of the wrong kind
+        reason = " ".join(str(exc).split())
+        if ": " in reason and reason.lower().startswith(("validation error", "class validation error")):
+            reason = reason.split(": ", 1)[1]
+        raise ValueError(f"transformers cannot read this {model_type} config: {reason[:300]}") from None
+
+
+class FieldError(ValueError):
+    """A config value that cannot be used; ``path`` names its field (the registry reports it as config.<path>)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+def heads_for(model_type: str) -> list[str]:
+    """The heads transformers implements for a model type."""
+    from transformers.models.auto import modeling_auto
+
+    return [head for head, (_, table) in AUTO_CLASSES.items() if model_type in getattr(modeling_auto, table)]
+
+
+def config_head(config: dict[str, Any]) -> str:
+    """The head the config's "architectures" names (the bare model when it names none we know)."""
+    for name in config.get("architectures") or ():
+        for suffix, head in CLASS_SUFFIXES:
+            if isinstance(name, str) and name.endswith(suffix):
+                return head
+    return "base"
+
+
+class HuggingFaceConfig(ArchitectureConfig):
+    """A Hugging Face config.json and the task head to build on it."""
+
+    hf_config: dict[str, Any] = Field(
+        default_factory=lambda: dict(bundled_config("gpt2")),
+        description="The model's config.json, as published (model_type names the architecture). Never remote code.",
+        json_schema_extra={"x-editor": "config-file", "x-label": "config.json"},
+    )
+    head: Head | None = Field(
+        None,
+        description="The task class: base, causal-lm, masked-lm, seq2seq-lm, image-classification, ... "
+        "Omitted: from the config's architectures.",
+    )
+
+    @field_validator("hf_config")
+    @classmethod
+    def _buildable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_hf_config(value)
+
+    @model_validator(mode="after")
+    def _head_exists(self) -> HuggingFaceConfig:
+        model_type = self.hf_config["model_type"]
+        offered = heads_for(model_type)
+        if self.task not in offered:
+            raise FieldError(
+                "head",
+                f"transformers has no {self.task} class for model_type {model_type!r}; it has: {', '.join(offered)}",
+            )
+        return self
+
+    @property
+    def task(self) -> str:
+        return self.head or config_head(self.hf_config)
+
+
+def kind(config: HuggingFaceConfig) -> InputKind:
+    values = config.hf_config
+    if config.task == "seq2seq-lm" or (values.get("is_encoder_decoder") and config.task == "base"):
+        return InputKind.SEQ2SEQ
+    if config.task == "image-classification" or ("image_size" in values and "vocab_size" not in values):
+        return InputKind.IMAGE
+    return InputKind.TOKENS
+
+
+def context(config: HuggingFaceConfig) -> int:
+    """The longest sequence the config's positions cover (models with relative positions: no fixed limit)."""
+    values = config.hf_config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(values.get(key), int) and not values.get("relative_attention_num_buckets"):
+            return values[key]
+    return NO_CONTEXT
+
+
+def default_input(config: HuggingFaceConfig) -> tuple[int, ...]:
+    """Token ids up to the context (at most 2,048), an encoder-decoder's source and target, or one image."""
+    values = config.hf_config
+    match kind(config):
+        case InputKind.IMAGE:
+            side = values.get("image_size", 224)
+            side = side if isinstance(side, int) else side[0]
+            return (values.get("num_channels", 3), side, side)
+        case InputKind.SEQ2SEQ:
+            length = min(values.get("n_positions") or 512, 512)
+            return (length, length)
+        case _:
+            return (min(context(config), DEFAULT_TOKENS),)
+
+
+def build(config: HuggingFaceConfig) -> nn.Module:
+    transformers = _transformers()
+    hf = pretrained_config(config.hf_config)
+    auto = getattr(transformers, AUTO_CLASSES[config.task][0])
+    try:
+        return auto.from_config(hf, trust_remote_code=False)
+    except (ValueError, KeyError, TypeError) as exc:
+        model_type = config.hf_config["model_type"]
+        raise ValueError(f"transformers has no {config.task} model for model_type {model_type!r}: {exc}") from None
+
+
+def inputs(
+    config: HuggingFaceConfig,
+    module: nn.Module,
+    size: tuple[int, ...],
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    real: bool,
+) -> dict[str, torch.Tensor]:
+    """The forward's keyword arguments: input_ids, pixel_values, or an encoder-decoder's two sequences."""
+    vocab = config.hf_config.get("vocab_size") or 2
+
+    def ids(length: int) -> torch.Tensor:
+        if real:
+            return torch.randint(0, vocab, (batch, length), device=device)
+        return torch.empty((batch, length), dtype=torch.long, device=device)
+
+    match kind(config):
+        case InputKind.IMAGE:
+            shape = (batch, *size)
+            pixels = torch.randn(shape, device=device) if real else torch.empty(shape, device=device)
+            return {"pixel_values": pixels.to(dtype)}
+        case InputKind.SEQ2SEQ:
+            return {"input_ids": ids(size[0]), "decoder_input_ids": ids(size[-1])}
+        case _:
+            return {"input_ids": ids(size[0])}
+
+
+ARCHITECTURE = register(
+    Architecture(
+        name="huggingface",
+        title="Hugging Face",
+        description="Any architecture transformers implements, from its config.json (Llama, Mistral, Qwen, Mixtral, "
+        "Gemma, Phi, BERT, T5, ViT...), built on meta: no weights, no network, never remote code.",
+        config_cls=HuggingFaceConfig,
+        builder=build,
+        input_kind=kind,
+        default_input=default_input,
+        presets=tuple(
+            Preset(name, title, {"hf_config": bundled_config(name), **({"head": head} if head else {})}, params)
+            for name, title, head, params in PRESET_TABLE
+        ),
+        default_params=124_439_808,  # the default config: GPT-2 small
+        preprocessing=None,  # image heads are sized, not fed photographs: preprocessing belongs to a checkpoint
+        context=context,
+        inputs=inputs,
+    )
+)
