@@ -26,12 +26,13 @@ from typing import Any, NoReturn
 import models
 
 from .engine import EngineError, estimate_memory, summarize
-from .engine.choices import DTYPES, INPUT_DTYPES, MODES, OPTIMIZERS, PRECISIONS
+from .engine.choices import DTYPES, INPUT_DTYPES, MODES, OPTIMIZERS, PRECISIONS, SHARDINGS
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
+from .engine.gpus import DEFAULT_GPU, GPUS
 from .engine.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
 from .render.table import attention_table, feature_maps_table, memory_table, simple_table, summary_table
-from .render.units import format_count
+from .render.units import format_bytes, format_count
 from .settings import get_settings
 
 USER_ERRORS = (EngineError, ConfigError, UnknownArchitectureError, UnknownPresetError)
@@ -181,6 +182,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         precision=args.precision,
         measure=args.measure,
         device=args.device,
+        **_step_options(args),
         **_inputs(args),
     )
     if args.json:
@@ -189,6 +191,76 @@ def cmd_memory(args: argparse.Namespace) -> int:
         sys.stdout.write(memory_csv(report))
     else:
         print(memory_table(report))
+    return 0
+
+
+def _step_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "new_tokens": args.new_tokens,
+        "checkpointing": args.checkpointing,
+        "gpus": args.gpus,
+        "sharding": args.sharding,
+    }
+
+
+def cmd_max_batch(args: argparse.Namespace) -> int:
+    from .engine.sizing import max_batch
+
+    if args.inputs:
+        raise UsageError("max-batch chooses the batch size: give --input-size, not --input")
+    report = max_batch(
+        args.architecture,
+        _config(args),
+        gpu=args.gpu,
+        mode=args.mode,
+        optimizer=args.optimizer,
+        precision=args.precision,
+        dtype=args.dtype,
+        **_step_options(args),
+        **_inputs(args),
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    print(
+        f"Largest batch on {args.gpu}: {report.batch_size:,}  (usable {format_bytes(report.usable_bytes)}; peak "
+        f"{format_bytes(report.peak_bytes or 0)} at it, {format_bytes(report.next_peak_bytes or 0)} at one more; "
+        f"{report.estimates} estimates)"
+    )
+    return 0
+
+
+def cmd_step_time(args: argparse.Namespace) -> int:
+    from .engine.sizing import estimate_step_time
+
+    report = estimate_step_time(
+        args.architecture,
+        _config(args),
+        gpu=args.gpu,
+        utilization=args.utilization,
+        bandwidth_efficiency=args.bandwidth_efficiency,
+        batch_size=args.batch,
+        mode=args.mode,
+        optimizer=args.optimizer,
+        precision=args.precision,
+        dtype=args.dtype,
+        **_step_options(args),
+        **_inputs(args),
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    lines = [
+        f"Estimated time on {args.gpu} (a roofline, not a measurement): {report.seconds * 1000:,.2f} ms "
+        f"({report.bound}-bound)"
+    ]
+    if report.tokens_per_second is not None:
+        lines.append(
+            f"  prefill {report.prefill_seconds * 1000:,.2f} ms, decode {report.decode_seconds_per_token * 1000:,.3f}"
+            f" ms per token, {report.tokens_per_second:,.0f} tokens/s for the batch"
+        )
+    lines += [f"  assumes: {a}" for a in report.assumptions]
+    print("\n".join(lines))
     return 0
 
 
@@ -258,6 +330,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_args(parser: argparse.ArgumentParser, gpu: bool = False) -> None:
+    """How the step runs: generation, checkpointing, devices; and, for sizing, the GPU."""
+    if gpu:
+        parser.add_argument("--mode", choices=list(MODES), default="train")
+        parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+        parser.add_argument("--precision", choices=list(PRECISIONS), help="default: from --dtype, else fp32")
+        parser.add_argument("--gpu", choices=list(GPUS), default=DEFAULT_GPU, help="a GPU of the catalog")
+    parser.add_argument("--new-tokens", type=int, default=32, help="generate: tokens after the prompt (default 32)")
+    parser.add_argument("--checkpointing", action="store_true", help="train: recompute each block in backward")
+    parser.add_argument("--gpus", type=int, default=1, help="devices of a data-parallel training step")
+    parser.add_argument("--sharding", choices=list(SHARDINGS), default="fsdp", help="with --gpus > 1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="layerscope", description="Explore neural-network architectures.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -281,10 +366,25 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--precision", choices=list(PRECISIONS), help="default: from --dtype, else fp32")
     memory.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
     memory.add_argument("--measure", action="store_true", help="also run the step for real and compare")
+    _step_args(memory)
     out = memory.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="the full report as JSON")
     out.add_argument("--csv", action="store_true", help="the per-layer rows as CSV")
     memory.set_defaults(run=cmd_memory)
+
+    fitting = commands.add_parser("max-batch", help="the largest batch whose peak fits a GPU")
+    _selection_args(fitting)
+    _step_args(fitting, gpu=True)
+    fitting.add_argument("--json", action="store_true", help="the full report as JSON")
+    fitting.set_defaults(run=cmd_max_batch)
+
+    timing = commands.add_parser("step-time", help="a roofline estimate of a step's time on a GPU")
+    _selection_args(timing)
+    _step_args(timing, gpu=True)
+    timing.add_argument("--utilization", type=float, default=0.4, help="share of the peak FLOP/s reached")
+    timing.add_argument("--bandwidth-efficiency", type=float, default=0.8, help="share of the bandwidth reached")
+    timing.add_argument("--json", action="store_true", help="the full report as JSON")
+    timing.set_defaults(run=cmd_step_time)
 
     features = commands.add_parser("features", help="feature maps of a photograph, from a real forward pass")
     features.add_argument("architecture", help="an image model from `layerscope list`")

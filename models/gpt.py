@@ -11,11 +11,15 @@ matrix (tied weights). The default is GPT-2 small: 124,439,808 parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
 from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
+from .kv_cache import KVCache
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -71,8 +75,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):  # (B, T, C)
-        x = x + self.drop(self.attn(self.ln_1(x), causal=True))
+    def forward(self, x, cache: KVCache | None = None):  # (B, T, C)
+        x = x + self.drop(self.attn(self.ln_1(x), causal=True, cache=cache))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -91,15 +95,38 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
 
-    def forward(self, tokens):  # (B, T)
+    def forward(self, tokens, cache: KVCache | None = None):  # (B, T)
         length = tokens.shape[1]
-        if length > self.context:
-            raise ValueError(f"sequence length {length} exceeds the context of {self.context}")
-        positions = torch.arange(length, device=tokens.device)  # (T,)
+        start = cache.length if cache is not None else 0  # generating: the positions after the cached ones
+        if start + length > self.context:
+            raise ValueError(f"sequence length {start + length} exceeds the context of {self.context}")
+        positions = torch.arange(start, start + length, device=tokens.device)  # (T,)
         x = self.drop(self.wte(tokens) + self.wpe(positions))  # (B, T, C)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, cache)
+        if cache is not None:
+            cache.advance(length)
         return self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
+
+
+def generate(model: GPT, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False) -> KVCache:
+    """Greedy decoding with a KV cache: one forward over the prompt (prefill), then one per new token.
+
+    Returns the cache (its keys and values are what serving memory grows with).
+    """
+    (prompt,) = inputs.args  # (B, T) token ids
+    cache = KVCache()
+    tokens = prompt
+    on_step("prefill")
+    next_token = prompt
+    for step in range(new_tokens):
+        if step:
+            on_step("decode")
+        logits = model(next_token, cache)  # (B, T, vocab) for the prompt, then (B, 1, vocab)
+        next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
+        tokens = torch.cat([tokens, next_token], dim=1)
+        del logits
+    return cache
 
 
 def gpt_params(config: GPTConfig) -> int:
@@ -139,6 +166,7 @@ ARCHITECTURE = register(
         default_input=lambda c: (c.context,),
         attention_modules=(MultiHeadAttention,),
         context=lambda c: c.context,
+        generate=generate,
         live_preset="nano",
         default_params=124_439_808,
         presets=tuple(

@@ -18,7 +18,10 @@ parameter count.
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
+import math
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -275,6 +278,75 @@ def inputs(
             return {"input_ids": ids(size[0])}
 
 
+def generate(model: nn.Module, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False) -> Any:
+    """Greedy generation of ``new_tokens`` tokens after the prompt, with the model's default (dynamic) cache.
+
+    On real tensors this is ``model.generate(ids, max_new_tokens=N, min_new_tokens=N, do_sample=False)``
+    itself. Without data (fake tensors) ``generate``'s own loop cannot run: it reads token values to decide
+    when to stop. The same steps are then taken one by one, as ``generate`` takes them: a prefill forward
+    keeping only the last position's logits, then one forward per new token on a ``DynamicCache``; each
+    step copies the last logits to float32, masks end-of-sequence (min_new_tokens), takes the argmax and
+    appends it. Returns the cache.
+    """
+    transformers = _transformers()
+    kwargs = dict(inputs.kwargs)
+    prompt = kwargs["input_ids"]
+    eos = model.generation_config.eos_token_id
+    if real:
+        calls = {"forward": 0}
+
+        def phase(module: nn.Module, args: Any) -> None:  # generate's first forward is the prefill
+            on_step("prefill" if calls["forward"] == 0 else "decode")
+            calls["forward"] += 1
+
+        pad = model.generation_config.pad_token_id
+        hook = model.register_forward_pre_hook(phase)
+        try:
+            output = model.generate(
+                prompt,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                return_dict_in_generate=True,
+                pad_token_id=pad if pad is not None else (eos[0] if isinstance(eos, list) else eos),
+            )
+        finally:
+            hook.remove()
+        return getattr(output, "cache", None) or output.past_key_values
+    config = model.config
+    encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+    cache_cls = transformers.DynamicCache
+    step_kwargs: dict[str, Any] = {"use_cache": True, "return_dict": True}
+    accepted = inspect.signature(model.forward).parameters
+    cache_name = "cache" if "cache" in accepted else "past_key_values"  # renamed in transformers 5.x
+    if "logits_to_keep" in accepted:
+        step_kwargs["logits_to_keep"] = 1  # generate asks for the last position's logits only
+    on_step("prefill")
+    if encoder_decoder:
+        cache = transformers.EncoderDecoderCache(cache_cls(config=config), cache_cls(config=config))
+        step_kwargs["encoder_outputs"] = model.get_encoder()(input_ids=prompt, return_dict=True)
+        start = config.decoder_start_token_id or 0
+        tokens = next_token = torch.full((prompt.shape[0], 1), start, dtype=torch.long, device=prompt.device)
+        name = "decoder_input_ids"
+    else:
+        cache = cache_cls(config=config)
+        tokens = next_token = prompt
+        name = "input_ids"
+    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    for step in range(new_tokens):
+        if step:
+            on_step("decode")
+        output = model(**{name: next_token, cache_name: cache}, **step_kwargs)
+        scores = output.logits[:, -1].to(copy=True, dtype=torch.float32)  # (B, vocab)
+        if eos_ids:  # min_new_tokens: end-of-sequence may not win yet
+            vocab = torch.arange(scores.shape[-1], device=scores.device)
+            scores = torch.where(torch.isin(vocab, torch.tensor(eos_ids, device=scores.device)), -math.inf, scores)
+        next_token = scores.argmax(dim=-1)[:, None]  # (B, 1)
+        tokens = torch.cat([tokens, next_token], dim=-1)
+        del output, scores  # as generate does: the step's outputs live until its token is appended
+    return cache
+
+
 ARCHITECTURE = register(
     Architecture(
         name="huggingface",
@@ -293,5 +365,6 @@ ARCHITECTURE = register(
         preprocessing=None,  # image heads are sized, not fed photographs: preprocessing belongs to a checkpoint
         context=context,
         inputs=inputs,
+        generate=generate,
     )
 )

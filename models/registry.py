@@ -156,6 +156,8 @@ class Architecture:
     live_preset: str | None = None  # the preset live pages start from (small enough to run for real)
     # The forward's arguments when not one tensor per input (e.g. keyword arguments): built by the family.
     inputs: Callable[..., Any] | None = None
+    # Greedy generation with a KV cache: (model, prompt inputs, new tokens, on_step(stage)) -> the cache.
+    generate: Callable[..., Any] | None = None
 
     def parse_config(self, config: dict[str, Any] | ArchitectureConfig | None = None) -> Any:
         """Validate a config dict; a ``preset`` key starts from that preset's values."""
@@ -236,6 +238,7 @@ class Architecture:
                 "context": self.context(defaults) if self.context else None,
                 "preset": self.live_preset,
             },
+            "generates": self.generate is not None,
         }
 
 

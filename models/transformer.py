@@ -17,12 +17,15 @@ Each sub-layer is wrapped as LayerNorm(x + Dropout(Sublayer(x))) (post-norm, as 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
+from .kv_cache import KVCache
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -61,11 +64,11 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("table", sinusoid_table(max_len, d_model), persistent=False)  # (max_len, C)
 
-    def forward(self, x):  # (B, T, C)
+    def forward(self, x, start: int = 0):  # (B, T, C); start: the first position (past tokens when generating)
         length = x.shape[1]
-        if length > self.table.shape[0]:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.table.shape[0]}")
-        return self.dropout(x + self.table[:length])
+        if start + length > self.table.shape[0]:
+            raise ValueError(f"sequence length {start + length} exceeds max_len {self.table.shape[0]}")
+        return self.dropout(x + self.table[start : start + length])
 
 
 def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
@@ -125,9 +128,10 @@ class DecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(config.dropout)
         self.norm3 = nn.LayerNorm(config.d_model)
 
-    def forward(self, x, memory):  # x: (B, T, C), memory: (B, S, C)
-        x = self.norm1(x + self.dropout1(self.self_attn(x, causal=True)))  # sees positions <= t only
-        x = self.norm2(x + self.dropout2(self.cross_attn(x, context=memory)))  # queries from x, keys/values from memory
+    def forward(self, x, memory, cache: KVCache | None = None):  # x: (B, T, C), memory: (B, S, C)
+        x = self.norm1(x + self.dropout1(self.self_attn(x, causal=True, cache=cache)))  # sees positions <= t only
+        # queries from x, keys/values from memory
+        x = self.norm2(x + self.dropout2(self.cross_attn(x, context=memory, cache=cache)))
         return self.norm3(x + self.dropout3(self.ffn(x)))
 
 
@@ -152,14 +156,40 @@ class Transformer(nn.Module):
             x = layer(x)
         return x  # memory: (B, S, C)
 
-    def decode(self, target, memory):  # (B, T), (B, S, C)
-        x = self.positional(self.tgt_embed(target))  # (B, T, C)
+    def decode(self, target, memory, cache: KVCache | None = None):  # (B, T), (B, S, C)
+        start = cache.length if cache is not None else 0
+        x = self.positional(self.tgt_embed(target), start)  # (B, T, C)
         for layer in self.decoder:
-            x = layer(x, memory)
+            x = layer(x, memory, cache)
+        if cache is not None:
+            cache.advance(target.shape[1])
         return x  # (B, T, C)
 
     def forward(self, source, target):
         return self.generator(self.decode(target, self.encode(source)))  # (B, T, vocab_size)
+
+
+def generate(
+    model: Transformer, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False
+) -> KVCache:
+    """Greedy translation with a KV cache: encode the source once, then decode from the target's first token.
+
+    The decoder's self-attention caches grow a token per step; its cross-attention
+    keys and values (of the encoder's output) are computed once and kept.
+    """
+    source, target = inputs.args  # (B, S), (B, T): the target's first token starts the output
+    cache = KVCache()
+    on_step("prefill")
+    memory = model.encode(source)  # (B, S, C)
+    tokens = next_token = target[:, :1]
+    for step in range(new_tokens):
+        if step:
+            on_step("decode")
+        logits = model.generator(model.decode(next_token, memory, cache))  # (B, 1, vocab)
+        next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
+        tokens = torch.cat([tokens, next_token], dim=1)
+        del logits
+    return cache
 
 
 def _params(config: TransformerConfig) -> int:
@@ -187,6 +217,7 @@ ARCHITECTURE = register(
         default_input=lambda c: (min(128, c.max_len), min(128, c.max_len)),
         attention_modules=(MultiHeadAttention,),
         context=lambda c: c.max_len,
+        generate=generate,
         live_preset="tiny",
         default_params=_params(BASE),
         presets=(

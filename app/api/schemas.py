@@ -11,7 +11,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from ..engine.choices import DTypeName, InputDTypeName, Mode, OptimizerName, PrecisionName
+from ..engine.choices import (
+    MAX_GPUS,
+    MAX_NEW_TOKENS,
+    DTypeName,
+    InputDTypeName,
+    Mode,
+    OptimizerName,
+    PrecisionName,
+    ShardingName,
+)
+from ..engine.gpus import DEFAULT_GPU, GPUS
 from ..engine.live import MAX_LAYERS
 from ..engine.selection import MAX_BATCH
 
@@ -103,9 +113,41 @@ class MemoryRequest(SummaryRequest):
         description="fp32/bf16/fp16/fp64: parameters and activations in that dtype; amp-*: fp32 parameters under "
         "autocast. Omitted: from dtype (fp32 when neither is given).",
     )
+    new_tokens: StrictInt = Field(
+        32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens generated after the prompt (input.shape: [T])."
+    )
+    checkpointing: StrictBool = Field(False, description="train: recompute each repeated block in backward.")
+    gpus: StrictInt = Field(
+        1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
+    )
+    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
     measure: StrictBool = Field(
         False, description="Also run the step for real on the server's device (refused above the memory budget)."
     )
+
+
+GpuName = Literal[tuple(GPUS)]  # type: ignore[valid-type]
+
+
+class SizingRequest(SummaryRequest):
+    """A selection, how it runs, and the GPU to size it for."""
+
+    dtype: DTypeName | None = Field(None, description="Parameter dtype (or give precision).")  # type: ignore[assignment]
+    mode: Mode = Field("train", description="train, inference or generate.")
+    optimizer: OptimizerName = Field("adam", description="Optimizer of a training step.")
+    precision: PrecisionName | None = Field(None, description="As in POST /api/memory.")
+    new_tokens: StrictInt = Field(32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens after the prompt.")
+    checkpointing: StrictBool = Field(False, description="train: recompute each repeated block in backward.")
+    gpus: StrictInt = Field(1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step.")
+    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp.")
+    gpu: GpuName = Field(DEFAULT_GPU, description="A GPU from GET /api/gpus.")
+
+
+class StepTimeRequest(SizingRequest):
+    """A selection and a GPU, with the roofline's two assumptions."""
+
+    utilization: float = Field(0.4, gt=0, le=1, description="Share of the GPU's peak FLOP/s reached.")
+    bandwidth_efficiency: float = Field(0.8, gt=0, le=1, description="Share of its memory bandwidth reached.")
 
 
 class MemoryOverviewRequest(SummaryRequest):

@@ -35,6 +35,7 @@ from .schemas import (
     CompareRequest,
     MemoryOverviewRequest,
     MemoryRequest,
+    SizingRequest,
     SummaryRequest,
 )
 from .workers import Lane, lane
@@ -174,10 +175,20 @@ class ReportService:
         return "memory:" + json.dumps({**{k: v for k, v in norm.items() if k != "dtype"}, **options}, sort_keys=True)
 
     @staticmethod
-    def memory_options(request: MemoryRequest | MemoryOverviewRequest, optimizer: str, mode: str) -> dict[str, str]:
-        """Mode, optimizer and the one precision that dtype and precision agree on."""
+    def memory_options(
+        request: MemoryRequest | MemoryOverviewRequest | SizingRequest, optimizer: str, mode: str
+    ) -> dict[str, Any]:
+        """Mode, optimizer, the one precision that dtype and precision agree on, and how the step runs."""
         precision = resolve_precision(request.precision, request.dtype)
-        return {"mode": mode, "optimizer": optimizer, "precision": precision.name}
+        options: dict[str, Any] = {"mode": mode, "optimizer": optimizer, "precision": precision.name}
+        for name in ("new_tokens", "checkpointing", "gpus", "sharding"):
+            if hasattr(request, name):
+                options[name] = getattr(request, name)
+        if mode != "generate":
+            options.pop("new_tokens", None)
+        if options.get("gpus", 1) == 1:
+            options.pop("sharding", None)
+        return options
 
     def _store(self, key: str | None, kind: str, data: bytes) -> CachedReport:
         item = CachedReport(kind=kind, json=self._bounded(data, f"this {kind} report"))  # type: ignore[arg-type]
@@ -282,6 +293,19 @@ class ReportService:
                 )
             )
         return CompareReport(entries=entries)
+
+    async def sizing(self, job: str, request: SizingRequest, work: Work, **extra: Any) -> bytes:
+        """max_batch or step_time for a GPU: JSON of the engine's report (cached like every allocation-free one)."""
+        norm = self.normalize(request)
+        options = self.memory_options(request, request.optimizer, request.mode)
+        key = f"{job}:" + json.dumps([norm, options, request.gpu, extra], sort_keys=True)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit.json
+        kwargs = {"norm": norm, "options": options, "gpu": request.gpu, "max_modules": self.settings.max_modules}
+        data = await self.call("trace", job, {**kwargs, **extra}, work)
+        self.cache.put(key, CachedReport(kind="summary", json=data))
+        return self._bounded(data, f"the {job} report")
 
     def _live_kwargs(self) -> dict[str, Any]:
         return {

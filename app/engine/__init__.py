@@ -6,7 +6,7 @@
 62378344
 """
 
-from .choices import DTYPES, MODES, OPTIMIZERS, PRECISIONS, describe_choices
+from .choices import DTYPES, MODES, OPTIMIZERS, PRECISIONS, SHARDINGS, describe_choices
 from .device import default_device, device_info
 from .errors import (
     ConfigError,
@@ -19,29 +19,36 @@ from .errors import (
     UnknownArchitectureError,
     UnknownPresetError,
 )
+from .gpus import GPUS, GpuFit
 from .live import FeatureMapsReport, attention, feature_maps
 from .memory import estimate_memory
 from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .report import LayerRow, SummaryReport, Totals
+from .sizing import MaxBatchReport, StepTimeReport, estimate_step_time, max_batch
 from .summary import summarize
 
 __all__ = [
     "DTYPES",
+    "GPUS",
     "MODES",
     "OPTIMIZERS",
     "PRECISIONS",
+    "SHARDINGS",
     "ConfigError",
     "EngineError",
     "FeatureMapsReport",
+    "GpuFit",
     "InputError",
     "LayerMemory",
     "LayerRow",
+    "MaxBatchReport",
     "MemoryBreakdown",
     "MemoryBudgetError",
     "MemoryReport",
     "ModelRunError",
     "NeedsRealRunError",
     "ShapeMismatchError",
+    "StepTimeReport",
     "SummaryReport",
     "TextbookFormula",
     "Totals",
@@ -52,6 +59,8 @@ __all__ = [
     "describe_choices",
     "device_info",
     "estimate_memory",
+    "estimate_step_time",
     "feature_maps",
+    "max_batch",
     "summarize",
 ]

@@ -88,7 +88,20 @@ DEFAULT_OPTIMIZER = "adam"
 MODES: dict[str, str] = {
     "train": "one steady-state training step: forward, loss, backward, optimizer step",
     "inference": "one forward pass under torch.inference_mode()",
+    "generate": "greedy generation of new_tokens tokens after the prompt with a KV cache: a prefill forward over "
+    "the prompt, then one forward per new token",
 }
+
+SHARDINGS: dict[str, str] = {
+    "ddp": "DistributedDataParallel: every device holds the whole model, its gradients and optimizer state, plus "
+    "DDP's gradient buckets",
+    "zero2": "FSDP2 without resharding after forward (ZeRO-2): gradients and optimizer state sharded, parameters "
+    "gathered from forward to backward",
+    "fsdp": "FSDP2 fully_shard on each repeated block and the root, resharding after forward (ZeRO-3): parameters, "
+    "gradients and optimizer state sharded",
+}
+MAX_NEW_TOKENS = 65_536
+MAX_GPUS = 1024
 
 # Literal types for the typed reports and request schemas, built from the tables above.
 DTypeName = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
@@ -96,6 +109,7 @@ InputDTypeName = Literal[tuple(INPUT_DTYPES)]  # type: ignore[valid-type]
 PrecisionName = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
 OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
 Mode = Literal[tuple(MODES)]  # type: ignore[valid-type]
+ShardingName = Literal[tuple(SHARDINGS)]  # type: ignore[valid-type]
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -138,6 +152,7 @@ def describe_choices() -> dict[str, Any]:
         "input_dtypes": list(INPUT_DTYPES),
         "precisions": [p.describe() for p in PRECISIONS.values()],
         "optimizers": [o.describe() for o in OPTIMIZERS.values()],
+        "shardings": [{"id": name, "description": text} for name, text in SHARDINGS.items()],
         "default_optimizer": DEFAULT_OPTIMIZER,
         "modes": [{"id": name, "description": text} for name, text in MODES.items()],
     }

@@ -103,6 +103,51 @@ def memory(
     return report.model_dump_json().encode()
 
 
+def max_batch_job(
+    norm: dict[str, Any],
+    options: dict[str, Any],
+    gpu: str,
+    max_modules: int | None = None,
+    progress: Progress = _nothing,
+) -> bytes:
+    """The largest batch that fits ``gpu`` for a normalized selection (its batch size is the engine's to choose)."""
+    from .sizing import max_batch
+
+    progress("estimating batch sizes", 0, 1)
+    inputs = engine_inputs(norm)
+    if inputs.get("input_data") is not None:
+        raise InputError("max-batch chooses the batch size: give input.shape, not input.tensors", "input.tensors")
+    report = max_batch(norm["architecture"], norm["config"], gpu=gpu, input_size=inputs["input_size"], **options)
+    return report.model_dump_json().encode()
+
+
+def step_time_job(
+    norm: dict[str, Any],
+    options: dict[str, Any],
+    gpu: str,
+    utilization: float = 0.4,
+    bandwidth_efficiency: float = 0.8,
+    max_modules: int | None = None,
+    progress: Progress = _nothing,
+) -> bytes:
+    """A roofline estimate of the step's time on ``gpu``."""
+    from .sizing import estimate_step_time
+
+    progress("estimating", 0, 1)
+    report = estimate_step_time(
+        norm["architecture"],
+        norm["config"],
+        gpu=gpu,
+        utilization=utilization,
+        bandwidth_efficiency=bandwidth_efficiency,
+        batch_size=norm["batch_size"],
+        max_modules=max_modules,
+        **options,
+        **engine_inputs(norm),
+    )
+    return report.model_dump_json().encode()
+
+
 def batch(tasks: list[tuple[str, dict[str, Any]]], progress: Progress = _nothing) -> list[bytes]:
     """Several jobs one after another under the caller's one deadline (a comparison, the optimizer overview)."""
     results = []
@@ -212,6 +257,8 @@ JOBS: dict[str, Callable[..., bytes]] = {
     "summary": summary,
     "memory": memory,
     "batch": batch,
+    "max_batch": max_batch_job,
+    "step_time": step_time_job,
     "feature_maps": live_feature_maps,
     "attention": live_attention,
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from .choices import MODES, OPTIMIZERS, Mode, OptimizerName, PrecisionName, dtype_name, resolve_precision
+from .choices import (
+    MAX_GPUS,
+    MAX_NEW_TOKENS,
+    MODES,
+    OPTIMIZERS,
+    SHARDINGS,
+    Mode,
+    OptimizerName,
+    PrecisionName,
+    dtype_name,
+    resolve_precision,
+)
 from .cpu_workspace import op_workspace, rules_apply
 from .device import resolve_device
 from .errors import InputError, MemoryBudgetError, NeedsRealRunError
+from .generation import enable_checkpointing, generation_loop, kv_cache
+from .gpus import fits
 from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .selection import (
     ModelInputs,
@@ -71,6 +85,8 @@ class StepPlan:
     param_dtype: torch.dtype
     autocast_dtype: torch.dtype | None
     device: torch.device
+    new_tokens: int = 0  # generate: tokens generated after the prompt
+    checkpointing: bool = False  # train: each repeated block recomputed in backward
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -84,12 +100,18 @@ def make_plan(
     precision: str | None,
     dtype: str | torch.dtype | None,
     device: str | torch.device | None,
+    new_tokens: int = 32,
+    checkpointing: bool = False,
 ) -> StepPlan:
     """Check the choices and reconcile dtype with precision: one decides the other; they may not contradict."""
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}", field="optimizer")
+    if mode == "generate" and not 1 <= new_tokens <= MAX_NEW_TOKENS:
+        raise InputError(f"new_tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {new_tokens}", field="new_tokens")
+    if checkpointing and mode != "train":
+        raise InputError("checkpointing applies to training steps (it recomputes in backward)", field="checkpointing")
     choice = resolve_precision(precision, dtype)
     return StepPlan(
         mode=mode,  # type: ignore[arg-type]
@@ -98,6 +120,8 @@ def make_plan(
         param_dtype=choice.param_dtype,
         autocast_dtype=choice.autocast_dtype,
         device=resolve_device(device),
+        new_tokens=new_tokens if mode == "generate" else 0,
+        checkpointing=checkpointing,
     )
 
 
@@ -156,6 +180,8 @@ class StepRunner:
         self.inputs: ModelInputs = make_inputs(selection, batch_size, plan.param_dtype, plan.device, real=real)
         self.targets: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.cache: Any = None  # generate: the KV cache at the end
+        self.decode_steps = 0  # generate: decode forwards begun so far
         if plan.mode == "train":
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.optimizer = OPTIMIZERS[plan.optimizer or "adam"].build(trainable) if trainable else None
@@ -194,9 +220,23 @@ class StepRunner:
             output = self.inputs.run(self.model)
         del output
 
+    def generate(self, phase: Callable[[str], None] = lambda _: None) -> None:
+        """Greedy generation with the family's KV-cache loop (Hugging Face: ``generate`` itself on real data)."""
+        generator = generation_loop(self.selection)
+        self.decode_steps = 0
+
+        def on_step(stage: str) -> None:
+            self.decode_steps += stage == "decode"
+            phase(stage)
+
+        with torch.inference_mode(), self.plan.autocast():
+            self.cache = generator(self.model, self.inputs, self.plan.new_tokens, on_step, real=self.real)
+
     def run(self, phase: Callable[[str], None] = lambda _: None) -> None:
         if self.plan.mode == "train":
             self.train_step(phase)
+        elif self.plan.mode == "generate":
+            self.generate(phase)
         else:
             self.inference(phase)
 
@@ -218,11 +258,12 @@ class StepAccount:
     optimizer_state: int
     flops: int
     leaf_outputs: list[int]
+    peak_marker: int = 0  # generate: decode steps begun when the peak happened
 
 
 def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
     """Warm up, then track one step with MemTracker and the saved-tensor ledger."""
-    where = "training step" if runner.plan.mode == "train" else "forward"
+    where = {"train": "training step", "generate": "generation"}.get(runner.plan.mode, "forward")
     warm = Tracer(model, count_flops=False, fast_paths=False)
     with failures_translated(warm, model, where), warm.attached():
         runner.ensure_targets()
@@ -236,6 +277,7 @@ def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
     tracker = PhaseMemTracker()
     tracker.track_external(model, *([runner.optimizer] if runner.optimizer else []), *runner.external_tensors())
     tracker.saved_live = lambda: ledger.live_bytes
+    tracker.marker = lambda: runner.decode_steps
     counter = flop_counter()
     hidden = OpObserver(_workspace_callback(tracker, runner.plan))
     with failures_translated(tracer, model, where), tracer.attached(), ledger.recording(), tracker, counter, hidden:
@@ -255,6 +297,7 @@ def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
         optimizer_state=storage_bytes(_optimizer_state_tensors(runner.optimizer)),
         flops=counter.total,
         leaf_outputs=leaf_outputs,
+        peak_marker=tracker.peak_marker,
     )
 
 
@@ -328,8 +371,12 @@ def _formula(
 
 
 def _prepare_model(selection: Selection, plan: StepPlan) -> nn.Module:
-    model = selection.module if selection.owned else meta_copy(selection.module)
+    """The model the estimate runs: the engine's own meta build, or a meta copy (a user's module, or checkpointing,
+    which changes the blocks' forwards)."""
+    model = selection.module if selection.owned and not plan.checkpointing else meta_copy(selection.module)
     model.to(plan.param_dtype)
+    if plan.checkpointing:
+        enable_checkpointing(model)
     return model
 
 
@@ -350,8 +397,20 @@ def estimate_memory(
     input_kind: str | None = None,
     max_modules: int | None = None,
     real_run: contextlib.AbstractContextManager | None = None,
+    new_tokens: int = 32,
+    checkpointing: bool = False,
+    gpus: int = 1,
+    sharding: str = "fsdp",
 ) -> MemoryReport:
-    """Peak memory of one steady-state training step (or one inference forward), exact and allocation-free.
+    """Peak memory of one steady-state training step, one inference forward, or a generation; allocation-free.
+
+    ``mode="generate"`` generates ``new_tokens`` tokens greedily after a prompt of
+    ``input_size`` tokens (a Hugging Face model as ``model.generate(ids,
+    max_new_tokens=N, min_new_tokens=N, do_sample=False)`` does, with its default
+    cache); the report adds the KV cache's bytes. ``checkpointing=True`` recomputes
+    each repeated block in backward, and reports the peak without it beside. With
+    ``gpus=N`` and ``sharding`` ("ddp", "zero2", "fsdp") ``batch_size`` is the
+    per-device micro-batch and the peak is per device (the largest rank's).
 
     ``precision`` (fp32, bf16, fp16, amp-bf16, amp-fp16, fp64) decides the parameters'
     dtype, or ``dtype`` does when no precision is given. ``input_data`` gives the
@@ -362,23 +421,51 @@ def estimate_memory(
     copy of the model, and the measured peak is reported beside the estimate.
     """
     batch_size = check_batch(batch_size)
-    plan = make_plan(mode, optimizer, precision, dtype, device)
+    plan = make_plan(mode, optimizer, precision, dtype, device, new_tokens, checkpointing)
+    check_sharding(plan, gpus, sharding)
     selection = select(model_or_name, config, input_size, input_kind, dtype=plan.param_dtype, input_data=input_data)
     check_module_count(selection.module, max_modules)
     if selection.input_data is not None:
         batch_size = selection.input_data.batch_size() or 1
     try:
-        report = _estimate(selection, plan, batch_size)
+        if gpus > 1:
+            from .sharding import estimate_sharded
+
+            report = estimate_sharded(selection, plan, batch_size, gpus, sharding)
+        else:
+            report = _estimate(selection, plan, batch_size)
+        if plan.checkpointing:
+            report.peak_without_checkpointing_bytes = _estimate(
+                selection, dataclasses.replace(plan, checkpointing=False), batch_size
+            ).peak_bytes
     except NeedsRealRunError as exc:
         if not measure:
             raise
         return _measured_only(selection, plan, batch_size, budget_bytes, real_run, exc)
+    report.fits = fits(report.peak_bytes)
     if measure:
+        if gpus > 1:
+            raise InputError(
+                "measure runs one device; sharded estimates are checked by bench/sizing_accuracy.py", "measure"
+            )
         if budget_bytes is not None and report.peak_bytes > budget_bytes:
             raise MemoryBudgetError(report.peak_bytes, budget_bytes)
         with real_run or contextlib.nullcontext():  # e.g. the service's one-run-per-device gate
             _measure_into(report, selection, plan, batch_size)
     return report
+
+
+def check_sharding(plan: StepPlan, gpus: int, sharding: str) -> None:
+    if not 1 <= gpus <= MAX_GPUS:
+        raise InputError(f"gpus must be between 1 and {MAX_GPUS:,}, got {gpus}", "gpus")
+    if sharding not in SHARDINGS:
+        raise InputError(f"sharding must be one of {', '.join(SHARDINGS)}, got {sharding!r}", "sharding")
+    if gpus > 1 and plan.mode != "train":
+        raise InputError(
+            "gpus > 1 sizes data-parallel training (DDP, ZeRO-2, FSDP); serving across devices needs tensor "
+            "parallelism, which is not modelled: size one device's share with mode inference or generate",
+            "gpus",
+        )
 
 
 def _estimate(selection: Selection, plan: StepPlan, batch_size: int) -> MemoryReport:
@@ -411,7 +498,7 @@ def _estimate(selection: Selection, plan: StepPlan, batch_size: int) -> MemoryRe
         precision=plan.precision,
         device=str(plan.device),
         peak_bytes=account.peak,
-        phase=account.phase if account.phase in ("forward", "backward", "optimizer") else "forward",
+        phase=account.phase if account.phase in PHASES else "forward",
         breakdown=_breakdown(account),
         persistent_bytes=param_bytes
         + buffer_bytes
@@ -422,7 +509,29 @@ def _estimate(selection: Selection, plan: StepPlan, batch_size: int) -> MemoryRe
         layers=_layer_rows(model, account),
         formula=_formula(account, plan, batch_size, param_bytes, trainable_bytes, account.peak),
         notes=_notes(plan),
+        checkpointing=plan.checkpointing,
+        **_generation_fields(runner, account, selection),
     )
+
+
+PHASES = ("forward", "backward", "optimizer", "prefill", "decode")
+
+
+def _generation_fields(runner: StepRunner, account: StepAccount, selection: Selection) -> dict[str, Any]:
+    """generate: the prompt, the new tokens and the KV cache (its bytes read off the cache's own tensors)."""
+    if runner.plan.mode != "generate":
+        return {}
+    figures = kv_cache(runner.cache)
+    prompt = selection.input_size[0]
+    start = figures.tokens - (runner.plan.new_tokens - 1) if figures else prompt  # tokens after the prefill
+    return {
+        "new_tokens": runner.plan.new_tokens,
+        "prompt_tokens": prompt,
+        "kv_cache_bytes": figures.bytes if figures else 0,
+        "kv_cache_tokens": figures.tokens if figures else 0,
+        "kv_cache_tokens_at_peak": min(start + account.peak_marker, figures.tokens) if figures else 0,
+        "kv_cache_formula": figures.formula if figures else None,
+    }
 
 
 def _layer_rows(model: nn.Module, account: StepAccount) -> list[LayerMemory]:
@@ -468,6 +577,7 @@ def _measure_into(report: MemoryReport, selection: Selection, plan: StepPlan, ba
     report.measured_peak_bytes = measured.peak
     report.measured_saved_activation_bytes = measured.saved
     report.measured_phase = measured.phase
+    report.measured_kv_cache_bytes = measured.kv_cache_bytes
     report.measure_method = measured.method
     report.error_percent = (
         round((report.peak_bytes - measured.peak) / measured.peak * 100, 3) if measured.peak else None
@@ -545,6 +655,7 @@ class Measured:
     method: str
     flops: int
     persistent: dict[str, int]
+    kv_cache_bytes: int | None = None  # generate: the real cache's bytes
 
 
 def _real_model(selection: Selection, plan: StepPlan) -> nn.Module:
@@ -555,7 +666,10 @@ def _real_model(selection: Selection, plan: StepPlan) -> nn.Module:
         model = models.build_model(selection.architecture or "", selection.config)
     else:
         model = copy.deepcopy(selection.module)
-    return model.to(device=plan.device, dtype=plan.param_dtype)
+    model = model.to(device=plan.device, dtype=plan.param_dtype)
+    if plan.checkpointing:
+        enable_checkpointing(model)
+    return model
 
 
 def measure_peak(selection: Selection, plan: StepPlan, batch_size: int) -> Measured:
@@ -640,6 +754,7 @@ def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> Measu
         if live > peak:
             peak, peak_time = live, time_ns
     phase = next((name for name, s, e in ranges if s <= peak_time <= e), "forward")
+    cache = kv_cache(runner.cache)
     return Measured(
         peak=peak if peak is not None else live,
         saved=ledger.total_bytes,
@@ -647,6 +762,7 @@ def _measure_cpu(selection: Selection, plan: StepPlan, batch_size: int) -> Measu
         method="torch.profiler allocation events (CPU)",
         flops=flops,
         persistent=_persistent(runner, model),
+        kv_cache_bytes=cache.bytes if cache else None,
     )
 
 

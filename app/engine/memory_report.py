@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .choices import Mode, OptimizerName, PrecisionName
+from .choices import Mode, OptimizerName, PrecisionName, ShardingName
+from .gpus import GpuFit
 
-Phase = Literal["forward", "backward", "optimizer"]
+Phase = Literal["forward", "backward", "optimizer", "prefill", "decode"]
 
 
 class MemoryBreakdown(BaseModel):
@@ -84,4 +85,24 @@ class MemoryReport(BaseModel):
     measured_saved_activation_bytes: int | None = Field(None, description="Saved bytes counted on the real run.")
     error_percent: float | None = Field(None, description="(estimate - measured) / measured x 100.")
     measure_method: str | None = Field(None, description="How the real peak was read.")
+    new_tokens: int | None = Field(None, description="generate: tokens generated after the prompt.")
+    prompt_tokens: int | None = Field(None, description="generate: tokens of the prompt (the source, encoder-decoder).")
+    kv_cache_bytes: int | None = Field(
+        None,
+        description="generate: bytes of the KV cache once every token is in it: 2 x layers x KV heads x head dim x "
+        "tokens x batch x bytes per element (sliding-window layers keep their window).",
+    )
+    kv_cache_tokens: int | None = Field(None, description="generate: tokens per sequence the cache holds at the end.")
+    kv_cache_tokens_at_peak: int | None = Field(
+        None, description="generate: tokens per sequence the cache held when the peak happened."
+    )
+    kv_cache_formula: str | None = Field(None, description="generate: the cache's bytes, worked out.")
+    measured_kv_cache_bytes: int | None = Field(None, description="generate: the real run's cache, when measured.")
+    checkpointing: bool = Field(False, description="Each repeated block recomputed in backward.")
+    peak_without_checkpointing_bytes: int | None = Field(
+        None, description="checkpointing: the same step's peak without it (the saving is the difference)."
+    )
+    gpus: int = Field(1, description="Devices the step runs on; peak_bytes is then per device (the largest rank's).")
+    sharding: ShardingName | None = Field(None, description="How the devices share the model (gpus > 1).")
+    fits: list[GpuFit] = Field(default_factory=list, description="peak_bytes against every GPU of GET /api/gpus.")
     notes: list[str] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 import torch
+from torch import nn
 from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
@@ -341,6 +342,8 @@ if _MemTracker is not None:
             self.peak_phase = "setup"
             self.peak_saved = 0
             self.peak_total = 0
+            self.marker: Callable[[], int] = lambda: 0  # the caller's position at a new peak (a decode step...)
+            self.peak_marker = 0
 
         def _update_peak_stats(self, peak_state: Any) -> None:
             # Only the whole-model peak is needed: skip MemTracker's per-module peaks, which walk
@@ -373,6 +376,7 @@ if _MemTracker is not None:
             self.peak_total = total
             self.peak_phase = self.phase
             self.peak_saved = self.saved_live()
+            self.peak_marker = self.marker()
 
         def note_transient(self, extra: int) -> None:
             """Bytes live for a moment inside the op that just ran, beyond what it returned (kernel workspaces)."""
@@ -389,6 +393,15 @@ if _MemTracker is not None:
             self._peak_mem_snap = {**{d: dict(s) for d, s in current.items()}, device: snapshot}
             self._peak_mem = {d: s.get(_TOTAL_KEY, 0) for d, s in self._peak_mem_snap.items()}
             self._new_peak(total + extra)
+
+        def _pre_fw_hook(self, module: nn.Module, inputs: Any) -> None:
+            try:
+                super()._pre_fw_hook(module, inputs)
+            except NotImplementedError:
+                # A module called again from the top (each decode step of a generation): MemTracker's per-module
+                # stats, which are not read here, refuse it; they start afresh for that module. The peak is kept.
+                self.memory_tracking.pop(module, None)
+                super()._pre_fw_hook(module, inputs)
 
         def set_phase(self, phase: str) -> None:
             self.phase = phase
@@ -464,3 +477,40 @@ def kineto_range(prof: torch.profiler.profile, name: str) -> tuple[int, int]:
         if event.name() == name:
             return event.start_ns(), event.end_ns()
     raise LookupError(f"no profiler range named {name!r}")
+
+
+# ---------------------------------------------------------------- sharded training on fake ranks
+
+
+@contextmanager
+def fake_process_group(world_size: int, device_type: str = "cpu") -> Iterator[Any]:
+    """A fake process group of ``world_size`` ranks (this process is rank 0), and a 1-D device mesh over it.
+
+    Collectives return at once without moving data: what FSDP allocates around them is
+    still allocated, so a memory tracker sees it. The mesh is built outside any fake
+    mode (it makes real tensors); the group is destroyed on exit.
+    """
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        raise RuntimeError("a process group already exists in this process; sharded estimates need their own")
+    dist.init_process_group("fake", rank=0, world_size=world_size, store=FakeStore())
+    try:
+        yield init_device_mesh(device_type, (world_size,))
+    finally:
+        dist.destroy_process_group()
+
+
+def fully_shard(module: nn.Module, **kwargs: Any) -> Any:
+    from torch.distributed.fsdp import fully_shard as shard
+
+    return shard(module, **kwargs)
+
+
+def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
+    """PyTorch's ``FSDPMemTracker`` on an FSDP2 root module (and its optimizer)."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+    return FSDPMemTracker(mod=model, optm=optimizer)

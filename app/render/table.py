@@ -89,12 +89,23 @@ def simple_table(headers: list[str], rows: list[list[str]], right: set[int] | No
     return _render(headers, rows, right or set())
 
 
-PHASES = {"forward": "in the forward pass", "backward": "in the backward pass", "optimizer": "in the optimizer step"}
+PHASES = {
+    "forward": "in the forward pass",
+    "backward": "in the backward pass",
+    "optimizer": "in the optimizer step",
+    "prefill": "in the prefill (the prompt's forward)",
+    "decode": "in a decode step",
+}
 
 
 def memory_table(report: MemoryReport, top: int = 8) -> str:
     """The peak, its parts, the textbook formula beside it, and the layers that save the most."""
-    what = f"train with {report.optimizer}" if report.mode == "train" else "inference"
+    what = {
+        "train": f"train with {report.optimizer}",
+        "generate": f"generate {report.new_tokens} tokens",
+    }.get(report.mode, "inference")
+    if report.gpus > 1:
+        what += f", {report.sharding} over {report.gpus} devices (per device)"
     shapes = ", ".join(format_shape(s) for s in report.input_shapes)
     parts = report.breakdown.model_dump()
     peak = report.peak_bytes or 1
@@ -110,6 +121,18 @@ def memory_table(report: MemoryReport, top: int = 8) -> str:
         f"Saved for backward (all):  {format_bytes(report.saved_activation_bytes)}",
         f"FLOPs in the step:         {format_flops(report.step_flops)}",
     ]
+    if report.kv_cache_bytes is not None:
+        lines.append(f"KV cache:                  {format_bytes(report.kv_cache_bytes)}  ({report.kv_cache_formula})")
+        lines.append(f"  tokens held at the peak: {report.kv_cache_tokens_at_peak:,} per sequence")
+    if report.peak_without_checkpointing_bytes is not None:
+        saving = report.peak_without_checkpointing_bytes - report.peak_bytes
+        lines.append(
+            f"Checkpointing saves:       {format_bytes(saving)}  "
+            f"(peak without it: {format_bytes(report.peak_without_checkpointing_bytes)})"
+        )
+    if report.fits:
+        fitting = [f.gpu for f in report.fits if f.fits]
+        lines.append(f"Fits on:                   {', '.join(fitting) if fitting else 'none of the catalog GPUs'}")
     if report.measured_peak_bytes is not None:
         lines.append(
             f"Measured peak:             {format_bytes(report.measured_peak_bytes)}  "

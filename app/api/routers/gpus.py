@@ -1,0 +1,52 @@
+"""GET /api/gpus, POST /api/max-batch and POST /api/step-time: sizing for a GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from ...engine.gpus import ALLOCATOR_SHARE, CONTEXT_RESERVE_BYTES, GPUS
+from ...engine.sizing import MaxBatchReport, StepTimeReport
+from ..deps import ServiceDep, WorkDep
+from ..responses import JSON
+from ..schemas import SizingRequest, StepTimeRequest, error_responses
+
+router = APIRouter(tags=["sizing"])
+
+
+@router.get("/api/gpus", summary="The GPU catalog")
+def gpus() -> dict[str, Any]:
+    """Memory, dense bf16/fp16/fp32 TFLOP/s and bandwidth of each GPU, from its datasheet (cited), and what a
+    model may use of the memory: capacity less the CUDA context reserve, times the allocator's share."""
+    return {
+        "reserve_bytes": CONTEXT_RESERVE_BYTES,
+        "allocator_share": ALLOCATOR_SHARE,
+        "gpus": [g.describe() for g in GPUS.values()],
+    }
+
+
+@router.post(
+    "/api/max-batch",
+    response_model=MaxBatchReport,
+    summary="The largest batch that fits a GPU",
+    responses=error_responses(404, 413, 422, 504),
+)
+async def max_batch(request: SizingRequest, service: ServiceDep, work: WorkDep) -> Response:
+    """The largest batch (per device, with gpus) whose exact estimated peak fits the GPU's usable memory, with
+    the peak at it and at one more (peak_bytes <= usable_bytes < next_peak_bytes)."""
+    return Response(content=await service.sizing("max_batch", request, work), media_type=JSON)
+
+
+@router.post(
+    "/api/step-time",
+    response_model=StepTimeReport,
+    summary="Estimate a step's time on a GPU (roofline)",
+    responses=error_responses(404, 413, 422, 504),
+)
+async def step_time(request: StepTimeRequest, service: ServiceDep, work: WorkDep) -> Response:
+    """FLOPs from the trace over the GPU's peak times a utilisation, against memory traffic over its bandwidth:
+    an estimate, labelled as one, for a training step, a forward, or a generation (prefill, tokens/s)."""
+    extra = {"utilization": request.utilization, "bandwidth_efficiency": request.bandwidth_efficiency}
+    return Response(content=await service.sizing("step_time", request, work, **extra), media_type=JSON)

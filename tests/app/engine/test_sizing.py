@@ -1,0 +1,163 @@
+"""GPU sizing: generation with a KV cache, checkpointing, sharding, the GPU catalog, max batch and step time.
+
+References: the KV cache formula worked by hand on published configs, real runs on this CPU (PyTorch's own
+allocations while it generates or trains), and the catalog's required entries.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.engine import GPUS, estimate_memory, estimate_step_time, max_batch
+from app.engine.errors import InputError
+
+GiB = 2**30
+
+
+def test_llama_kv_cache_is_the_formula_exactly() -> None:
+    """Llama-3.1-8B, 8,192 cached tokens per sequence at batch 4 in bf16: 2 x 32 x 8 x 128 x 8192 x 4 x 2 = 4 GiB."""
+    report = estimate_memory(
+        "huggingface",
+        {"preset": "llama-3.1-8b"},
+        input_size=(8191,),
+        batch_size=4,
+        mode="generate",
+        new_tokens=2,  # the prompt's 8,191 tokens, then one decode step appends the 8,192nd
+        precision="bf16",
+    )
+    assert report.kv_cache_tokens == 8192
+    assert report.kv_cache_bytes == 2 * 32 * 8 * 128 * 8192 * 4 * 2 == 4 * GiB
+    assert "8 KV heads" in report.kv_cache_formula
+    assert report.phase in ("prefill", "decode")
+
+
+def test_sliding_window_caps_the_cache_and_matches_a_real_generate() -> None:
+    config = {
+        "hf_config": {
+            "model_type": "mistral",
+            "architectures": ["MistralForCausalLM"],
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 512,
+            "sliding_window": 16,
+            "max_position_embeddings": 256,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+        }
+    }
+    report = estimate_memory(
+        "huggingface", config, input_size=(40,), batch_size=2, mode="generate", new_tokens=6, measure=True
+    )
+    assert report.measured_kv_cache_bytes == report.kv_cache_bytes  # the real cache transformers built
+    head_dim = 64 // 4
+    assert report.kv_cache_bytes < 2 * 2 * 2 * head_dim * (40 + 5) * 2 * 4  # less than without the window
+    assert abs(report.error_percent) <= 5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_generation_peak_against_a_real_run(precision: str) -> None:
+    report = estimate_memory(
+        "gpt",
+        {"preset": "nano"},
+        input_size=(64,),
+        batch_size=4,
+        mode="generate",
+        new_tokens=8,
+        precision=precision,
+        measure=True,
+    )
+    assert abs(report.error_percent) <= 5, report.error_percent
+    assert (
+        report.kv_cache_bytes
+        == report.measured_kv_cache_bytes
+        == 2 * 4 * 4 * 32 * (64 + 7) * 4 * (4 if precision == "fp32" else 2)
+    )
+
+
+def test_checkpointing_saves_memory_and_matches_a_real_step() -> None:
+    report = estimate_memory("resnet", None, batch_size=4, optimizer="sgd", checkpointing=True, measure=True)
+    assert report.checkpointing
+    assert report.peak_without_checkpointing_bytes > report.peak_bytes
+    assert abs(report.error_percent) <= 3, report.error_percent
+
+
+def test_sharding_per_device() -> None:
+    single = estimate_memory("gpt", {"preset": "nano"}, batch_size=2, optimizer="adamw")
+    fsdp = estimate_memory("gpt", {"preset": "nano"}, batch_size=2, optimizer="adamw", gpus=4, sharding="fsdp")
+    zero2 = estimate_memory("gpt", {"preset": "nano"}, batch_size=2, optimizer="adamw", gpus=4, sharding="zero2")
+    ddp = estimate_memory("gpt", {"preset": "nano"}, batch_size=2, optimizer="adamw", gpus=4, sharding="ddp")
+    trainable = sum(p.numel() for p in __import__("models").build_model("gpt", {"preset": "nano"}).parameters()) * 4
+    assert fsdp.peak_bytes < zero2.peak_bytes < single.peak_bytes
+    assert ddp.peak_bytes == single.peak_bytes + trainable  # DDP's gradient buckets
+    assert fsdp.gpus == 4 and fsdp.sharding == "fsdp"
+    assert fsdp.breakdown.optimizer_state < single.breakdown.optimizer_state / 3  # sharded 4 ways (padded)
+
+
+def test_gpus_are_for_training() -> None:
+    with pytest.raises(InputError, match="tensor parallelism"):
+        estimate_memory("gpt", {"preset": "nano"}, mode="inference", gpus=2)
+
+
+def test_catalog() -> None:
+    required = {
+        "t4-16gb",
+        "l4-24gb",
+        "a10g-24gb",
+        "rtx4090-24gb",
+        "a100-40gb",
+        "a100-80gb",
+        "h100-80gb",
+        "h200-141gb",
+        "b200-192gb",
+        "mi300x-192gb",
+    }
+    assert required <= set(GPUS)
+    for gpu in GPUS.values():
+        described = gpu.describe()
+        assert described["memory_bytes"] > described["usable_bytes"] > 0
+        assert gpu.tflops_fp16 > gpu.tflops_fp32 > 0 and gpu.bandwidth_gb_s > 0
+        assert "datasheet" in gpu.source or "whitepaper" in gpu.source or "specifications" in gpu.source
+    assert GPUS["h100-80gb"].memory_bytes == 80 * GiB
+
+
+def test_every_report_says_what_it_fits() -> None:
+    report = estimate_memory("huggingface", {"preset": "llama-3.1-8b"}, mode="inference", precision="bf16")
+    fit = {f.gpu: f for f in report.fits}
+    assert not fit["t4-16gb"].fits and fit["h100-80gb"].fits  # 16 GB of weights alone
+    assert fit["h100-80gb"].headroom_bytes == fit["h100-80gb"].usable_bytes - report.peak_bytes
+
+
+def test_max_batch_neighbours() -> None:
+    gpu = "t4-16gb"
+    report = max_batch("gpt", {"preset": "gpt2"}, gpu=gpu, mode="train", precision="bf16", input_size=(512,))
+    assert report.batch_size >= 1
+    assert report.peak_bytes <= report.usable_bytes < report.next_peak_bytes
+    again = estimate_memory(
+        "gpt", {"preset": "gpt2"}, input_size=(512,), batch_size=report.batch_size, mode="train", precision="bf16"
+    )
+    assert again.peak_bytes == report.peak_bytes
+    assert report.estimates <= 12  # a few estimates, not a search over every batch size
+
+
+def test_step_time_is_a_labelled_roofline() -> None:
+    report = estimate_step_time(
+        "huggingface",
+        {"preset": "llama-3.1-8b"},
+        gpu="h100-80gb",
+        mode="generate",
+        input_size=(256,),
+        batch_size=1,
+        new_tokens=8,
+        precision="bf16",
+    )
+    assert report.estimate and report.bound == "memory"
+    weights = 8_030_261_248 * 2
+    # A decode step reads every weight once: at least weights over the bandwidth.
+    assert report.decode_seconds_per_token >= weights / (3350e9)
+    assert report.tokens_per_second == pytest.approx(1 / report.decode_seconds_per_token)
+    assert any("40%" in line for line in report.assumptions)
+    torch.manual_seed(0)
