@@ -187,8 +187,6 @@ def rank_peak(prof: torch.profiler.profile, start: int, end: int, baseline: int)
             open_blocks[ptr] = (size, assumed)
         else:
             open_blocks.pop(ptr, None)
-    if os.environ.get("SIZING_DEBUG"):
-        debug_unmatched(prof, {ptr for ptr, (size, _) in open_blocks.items() if size > 2**20}, start)
     events = [(time, size) for time, _, size, _ in allocations]
     events += [(assumed, -size) for size, assumed in open_blocks.values() if assumed is not None]
     events.sort()
@@ -202,19 +200,6 @@ def rank_peak(prof: torch.profiler.profile, start: int, end: int, baseline: int)
         if time >= start:
             peak = max(peak, live)
     return peak if peak is not None else live
-
-
-def debug_unmatched(prof: torch.profiler.profile, ptrs: set[int], start: int) -> None:
-    def walk(nodes: list, chain: list[str]) -> None:
-        for node in nodes:
-            kind, fields = node.typed
-            if str(kind).endswith("Allocation"):
-                if fields.ptr in ptrs and fields.alloc_size > 0 and node.start_time_ns >= start:
-                    print("unmatched", fields.alloc_size >> 20, " < ".join(reversed(chain[-6:])), file=sys.stderr)
-                continue
-            walk(node.children, [*chain, node.name])
-
-    walk(prof.profiler.kineto_results.experimental_event_tree(), [])
 
 
 def _rank(rank: int, world: int, port: int, sharding: str, model_kind: str, batch: int, out: str) -> None:

@@ -146,8 +146,8 @@ class SizingRequest(SummaryRequest):
 class StepTimeRequest(SizingRequest):
     """A selection and a GPU, with the roofline's two assumptions."""
 
-    utilization: float = Field(0.4, gt=0, le=1, description="Share of the GPU's peak FLOP/s reached.")
-    bandwidth_efficiency: float = Field(0.8, gt=0, le=1, description="Share of its memory bandwidth reached.")
+    utilization: float = Field(0.4, ge=0.01, le=1, description="Share of the GPU's peak FLOP/s reached.")
+    bandwidth_efficiency: float = Field(0.8, ge=0.01, le=1, description="Share of its memory bandwidth reached.")
 
 
 class MemoryOverviewRequest(SummaryRequest):
@@ -155,6 +155,9 @@ class MemoryOverviewRequest(SummaryRequest):
 
     dtype: DTypeName | None = Field(None, description="Parameter dtype (or give precision).")  # type: ignore[assignment]
     precision: PrecisionName | None = Field(None, description="As in POST /api/memory.")
+    checkpointing: StrictBool = Field(False, description="The training steps recompute each repeated block.")
+    gpus: StrictInt = Field(1, ge=1, le=MAX_GPUS, description="Devices of the training steps (per-device peaks).")
+    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp.")
 
 
 class MemoryOverview(BaseModel):
@@ -171,6 +174,12 @@ class CompareRequest(BaseModel):
     model_config = STRICT
 
     selections: list[SummaryRequest] = Field(min_length=2, max_length=8)
+    mode: Mode = Field("train", description="The step each selection's step_peak_bytes is for.")
+    optimizer: OptimizerName = Field("adam", description="Optimizer of the training steps compared.")
+    precision: PrecisionName | None = Field(
+        None, description="One precision for every selection; omitted: each selection's dtype (fp32 by default)."
+    )
+    new_tokens: StrictInt = Field(32, ge=1, le=MAX_NEW_TOKENS, description="mode generate: tokens after the prompt.")
 
 
 class CompareEntry(BaseModel):
@@ -180,8 +189,13 @@ class CompareEntry(BaseModel):
     request: SummaryRequest
     totals: dict[str, Any] = Field(description="The summary's totals.")
     layers: int = Field(description="Number of modules.")
+    precision: str = Field(description="The precision the peaks are for.")
+    optimizer: str = Field(description="The training steps' optimizer.")
+    mode: str = Field(description="The step step_peak_bytes is for.")
     inference_peak_bytes: int = Field(description="Peak of one inference forward.")
-    training_peak_bytes: int = Field(description="Peak of one Adam training step at fp32.")
+    training_peak_bytes: int = Field(description="Peak of one training step with the optimizer.")
+    step_peak_bytes: int = Field(description="Peak of the step the comparison asked for (mode).")
+    kv_cache_bytes: int | None = Field(None, description="mode generate: the KV cache's bytes.")
     training_breakdown: dict[str, int]
     inference_breakdown: dict[str, int]
 

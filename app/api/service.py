@@ -25,6 +25,7 @@ from ..engine.device import resolve_device
 from ..engine.device_lock import DeviceGate
 from ..engine.errors import ResponseTooLargeError
 from ..engine.lru import LRUCache
+from ..engine.memory import generation_prompt
 from ..settings import Settings
 from .cache import CachedReport
 from .errors import ComputeTimeoutError
@@ -186,7 +187,10 @@ class ReportService:
                 options[name] = getattr(request, name)
         if mode != "generate":
             options.pop("new_tokens", None)
-        if options.get("gpus", 1) == 1:
+        if not options.get("checkpointing"):
+            options.pop("checkpointing", None)
+        if options.get("gpus", 1) == 1:  # defaults are left out: equal steps share one cache key
+            options.pop("gpus", None)
             options.pop("sharding", None)
         return options
 
@@ -216,8 +220,15 @@ class ReportService:
         job, kwargs = self._summary_task(norm)
         return self._store(key, "summary", await self.call("trace", job, kwargs, work))
 
-    async def memory(self, request: MemoryRequest, work: Work) -> CachedReport:
+    def _generation_norm(self, request: SummaryRequest, mode: str, new_tokens: int) -> dict[str, Any]:
+        """The normalized request; for a generation without a prompt length, the longest that fits the context."""
         norm = self.normalize(request)
+        if mode == "generate" and not request.input.shape and not request.input.tensors:
+            norm["shape"] = list(generation_prompt(norm["architecture"], norm["config"], None, new_tokens))
+        return norm
+
+    async def memory(self, request: MemoryRequest, work: Work) -> CachedReport:
+        norm = self._generation_norm(request, request.mode, request.new_tokens)
         options = self.memory_options(request, request.optimizer, request.mode)
         if not request.measure:
             key = self._memory_key(norm, options)
@@ -251,7 +262,10 @@ class ReportService:
     async def memory_overview(self, request: MemoryOverviewRequest, work: Work) -> bytes:
         """Inference and a training step per optimizer, as one JSON body (each report from the cache when there)."""
         norm = self.normalize(request)
-        plans = {"inference": self.memory_options(request, "adam", "inference")}
+        inference = self.memory_options(request, "adam", "inference")
+        for name in ("checkpointing", "gpus", "sharding"):  # a training step's choices
+            inference.pop(name, None)
+        plans = {"inference": inference}
         plans.update({name: self.memory_options(request, name, "train") for name in OPTIMIZERS})
         keys = {name: self._memory_key(norm, options) for name, options in plans.items()}
         done = await self._batch(
@@ -267,27 +281,37 @@ class ReportService:
         wanted: dict[str, tuple[str, str, tuple[str, dict[str, Any]]]] = {}
         for selection in request.selections:
             norm = self.normalize(selection)
-            precision = resolve_precision(None, norm["dtype"]).name
+            precision = resolve_precision(request.precision, None if request.precision else norm["dtype"]).name
+            base = {"optimizer": request.optimizer, "precision": precision}
+            steps = {"inference": {**base, "mode": "inference"}, "train": {**base, "mode": "train"}}
+            if request.mode == "generate":
+                steps["generate"] = {**base, "mode": "generate", "new_tokens": request.new_tokens}
             keys = {"summary": self._summary_key(norm)}
             wanted[keys["summary"]] = ("summary", "summary", self._summary_task(norm))
-            for mode in ("inference", "train"):
-                options = {"mode": mode, "optimizer": "adam", "precision": precision}
-                keys[mode] = self._memory_key(norm, options)
-                wanted[keys[mode]] = ("memory", mode, self._memory_task(norm, options))
-            plans.append((selection, keys))
+            for mode, options in steps.items():
+                each = self._generation_norm(selection, mode, request.new_tokens) if mode == "generate" else norm
+                keys[mode] = self._memory_key(each, options)
+                wanted[keys[mode]] = ("memory", mode, self._memory_task(each, options))
+            plans.append((selection, keys, precision))
         done = await self._batch(wanted, work)
         entries = []
-        for selection, keys in plans:
+        for selection, keys, precision in plans:
             summary = json.loads(done[keys["summary"]])
             inference, training = json.loads(done[keys["inference"]]), json.loads(done[keys["train"]])
+            step = json.loads(done[keys[request.mode]])
             entries.append(
                 CompareEntry(
                     label=selection_label(selection),
                     request=selection,
                     totals=summary["totals"],
                     layers=len(summary["layers"]),
+                    precision=precision,
+                    optimizer=request.optimizer,
+                    mode=request.mode,
                     inference_peak_bytes=inference["peak_bytes"],
                     training_peak_bytes=training["peak_bytes"],
+                    step_peak_bytes=step["peak_bytes"],
+                    kv_cache_bytes=step.get("kv_cache_bytes"),
                     inference_breakdown=inference["breakdown"],
                     training_breakdown=training["breakdown"],
                 )
@@ -296,7 +320,7 @@ class ReportService:
 
     async def sizing(self, job: str, request: SizingRequest, work: Work, **extra: Any) -> bytes:
         """max_batch or step_time for a GPU: JSON of the engine's report (cached like every allocation-free one)."""
-        norm = self.normalize(request)
+        norm = self._generation_norm(request, request.mode, request.new_tokens)
         options = self.memory_options(request, request.optimizer, request.mode)
         key = f"{job}:" + json.dumps([norm, options, request.gpu, extra], sort_keys=True)
         hit = self.cache.get(key)

@@ -423,6 +423,8 @@ def estimate_memory(
     batch_size = check_batch(batch_size)
     plan = make_plan(mode, optimizer, precision, dtype, device, new_tokens, checkpointing)
     check_sharding(plan, gpus, sharding)
+    if plan.mode == "generate" and isinstance(model_or_name, str) and input_data is None:
+        input_size = generation_prompt(model_or_name, config, input_size, plan.new_tokens)
     selection = select(model_or_name, config, input_size, input_kind, dtype=plan.param_dtype, input_data=input_data)
     check_module_count(selection.module, max_modules)
     if selection.input_data is not None:
@@ -453,6 +455,31 @@ def estimate_memory(
         with real_run or contextlib.nullcontext():  # e.g. the service's one-run-per-device gate
             _measure_into(report, selection, plan, batch_size)
     return report
+
+
+def generation_prompt(name: str, config: dict[str, Any] | None, input_size: Any, new_tokens: int) -> Any:
+    """The prompt's shape for a generation: by default the family's input, shortened so that the prompt and the
+    new tokens fit the context; a given prompt that does not fit is refused, saying by how much."""
+    import models
+
+    arch = models.get_architecture(name)
+    parsed = arch.parse_config(config)
+    if arch.context is None or arch.kind(parsed).value != "tokens":
+        return input_size
+    context = arch.context(parsed)
+    room = context - new_tokens + 1  # the last new token is never fed back
+    if room < 1:
+        raise InputError(f"{new_tokens:,} new tokens do not fit this config's context of {context:,}", "new_tokens")
+    if input_size is None:
+        return (min(arch.default_input(parsed)[0], room),)
+    prompt = input_size[0] if isinstance(input_size, list | tuple) else input_size
+    if prompt > room:
+        raise InputError(
+            f"a prompt of {prompt:,} tokens and {new_tokens:,} new ones pass this config's context of {context:,}: "
+            f"the prompt can be {room:,} tokens at most",
+            "input_size",
+        )
+    return input_size
 
 
 def check_sharding(plan: StepPlan, gpus: int, sharding: str) -> None:

@@ -147,8 +147,8 @@ def estimate_step_time(
     **kwargs: Any,
 ) -> StepTimeReport:
     """Roofline time of a training step, an inference forward, or a generation (prefill and per-token decode)."""
-    if not 0 < utilization <= 1 or not 0 < bandwidth_efficiency <= 1:
-        raise InputError("utilization and bandwidth_efficiency are shares between 0 and 1", "utilization")
+    if not 0.01 <= utilization <= 1 or not 0.01 <= bandwidth_efficiency <= 1:
+        raise InputError("utilization and bandwidth_efficiency are shares between 0.01 and 1", "utilization")
     device = get_gpu(gpu)
     kwargs.pop("measure", None)
     report = estimate_memory(model_or_name, config, **kwargs)

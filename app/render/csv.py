@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from ..engine.memory_report import MemoryReport
 from ..engine.report import SummaryReport
@@ -43,18 +44,42 @@ def summary_csv(report: SummaryReport) -> str:
     return buffer.getvalue()
 
 
-COMPARE_COLUMNS = ["label", "params", "macs", "flops", "param_bytes", "inference_peak_bytes", "training_peak_bytes"]
+COMPARE_COLUMNS = [
+    "label",
+    "architecture",
+    "config",
+    "batch_size",
+    "precision",
+    "optimizer",
+    "mode",
+    "params",
+    "active_params",
+    "macs",
+    "flops",
+    "param_bytes",
+    "inference_peak_bytes",
+    "training_peak_bytes",
+    "step_peak_bytes",
+    "kv_cache_bytes",
+]
 
 
 def compare_csv(entries: list[dict]) -> str:
-    """One row per compared selection: its label, totals and memory peaks."""
+    """One row per compared selection: its configuration, totals and memory peaks."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COMPARE_COLUMNS)
     for entry in entries:
-        totals = entry["totals"]
+        request = entry["request"]
+        values = {
+            **entry["totals"],
+            **entry,
+            "architecture": request["architecture"],
+            "config": json.dumps(request.get("config") or {}, sort_keys=True),
+            "batch_size": request["input"]["batch_size"],
+        }
         writer.writerow(
-            [entry["label"], *(totals[c] for c in COMPARE_COLUMNS[1:5]), *(entry[c] for c in COMPARE_COLUMNS[5:])]
+            [values.get(column, "") if values.get(column) is not None else "" for column in COMPARE_COLUMNS]
         )
     return buffer.getvalue()
 

@@ -13,10 +13,16 @@ const DEFAULT = [
 let names = [];
 let selections = [];
 let report = null;
+const choices = { mode: "train", optimizer: "adam", precision: "", newTokens: 32 };
 
 function readUrl() {
+  const params = new URLSearchParams(location.search);
+  choices.mode = params.get("m") || "train";
+  choices.optimizer = params.get("o") || "adam";
+  choices.precision = params.get("p") || "";
+  choices.newTokens = Number.parseInt(params.get("n") || "32", 10) || 32;
   try {
-    const raw = new URLSearchParams(location.search).get("s");
+    const raw = params.get("s");
     selections = raw ? JSON.parse(raw) : structuredClone(DEFAULT);
   } catch {
     selections = structuredClone(DEFAULT);
@@ -26,7 +32,12 @@ function readUrl() {
 }
 
 function writeUrl() {
-  history.replaceState(null, "", `${location.pathname}?s=${encodeURIComponent(JSON.stringify(selections))}`);
+  const params = new URLSearchParams({ s: JSON.stringify(selections) });
+  if (choices.mode !== "train") params.set("m", choices.mode);
+  if (choices.optimizer !== "adam") params.set("o", choices.optimizer);
+  if (choices.precision) params.set("p", choices.precision);
+  if (choices.newTokens !== 32) params.set("n", String(choices.newTokens));
+  history.replaceState(null, "", `${location.pathname}?${params}`);
 }
 
 async function rowHtml(selection, index) {
@@ -59,6 +70,10 @@ function body() {
       if (s.p) config = { preset: s.p, ...config };
       return { architecture: s.a, config, input: { batch_size: Number(s.b) || 1 } };
     }),
+    mode: choices.mode,
+    optimizer: choices.optimizer,
+    new_tokens: choices.newTokens,
+    ...(choices.precision ? { precision: choices.precision } : {}),
   };
 }
 
@@ -76,11 +91,14 @@ async function compare() {
 function render() {
   const entries = report.entries;
   const labels = entries.map((e, i) => `${i + 1}. ${e.label}`);
-  const head = `<thead><tr><th>Selection</th><th>Parameters</th><th>FLOPs</th><th>MACs</th><th>Weights</th><th>Inference peak</th><th>Training peak (Adam)</th><th>Modules</th></tr></thead>`;
+  const optimizer = $("compare-optimizer").selectedOptions[0].textContent;
+  const generate = choices.mode === "generate";
+  const head = `<thead><tr><th>Selection</th><th>Parameters</th><th>FLOPs</th><th>MACs</th><th>Weights</th><th>Inference peak</th><th>Training peak (${escapeHtml(optimizer)})</th>${generate ? "<th>Generation peak</th><th>KV cache</th>" : ""}<th>Modules</th></tr></thead>`;
   const rows = entries
-    .map((e, i) => `<tr><td>${escapeHtml(labels[i])} <span class="muted">batch ${e.request.input.batch_size}</span></td>
+    .map((e, i) => `<tr><td>${escapeHtml(labels[i])} <span class="muted">batch ${e.request.input.batch_size}, ${escapeHtml(e.precision)}</span></td>
       <td>${count(e.totals.params)}</td><td>${flops(e.totals.flops)}</td><td>${count(e.totals.macs)}</td>
       <td>${bytes(e.totals.param_bytes)}</td><td>${bytes(e.inference_peak_bytes)}</td><td>${bytes(e.training_peak_bytes)}</td>
+      ${generate ? `<td>${bytes(e.step_peak_bytes)}</td><td>${bytes(e.kv_cache_bytes || 0)}</td>` : ""}
       <td>${count(e.layers)}</td></tr>`)
     .join("");
   $("compare-table").innerHTML = head + `<tbody>${rows}</tbody>`;
@@ -92,8 +110,9 @@ function render() {
   bar("chart-compare-flops", entries.map((e) => e.totals.flops), "FLOPs", palette[1]);
   draw($("chart-compare-memory"), [
     { type: "bar", name: "inference", x: labels, y: entries.map((e) => e.inference_peak_bytes / 2 ** 20), marker: { color: palette[2] } },
-    { type: "bar", name: "training (Adam)", x: labels, y: entries.map((e) => e.training_peak_bytes / 2 ** 20), marker: { color: palette[3] } },
-  ], { barmode: "group", yaxis: { title: "MiB" } });
+    { type: "bar", name: `training (${optimizer})`, x: labels, y: entries.map((e) => e.training_peak_bytes / 2 ** 20), marker: { color: palette[3] } },
+    ...(generate ? [{ type: "bar", name: "generation", x: labels, y: entries.map((e) => e.step_peak_bytes / 2 ** 20), marker: { color: palette[4] } }] : []),
+  ], { barmode: "group", yaxis: { title: "peak memory, MiB" }, xaxis: { title: "selection" } });
   const parts = Object.keys(entries[0].training_breakdown);
   draw($("chart-compare-breakdown"), parts.map((part, i) => ({
     type: "bar",
@@ -106,7 +125,28 @@ function render() {
 
 const later = debounce(compare, 500);
 
+function bindChoices() {
+  $("compare-mode").value = choices.mode;
+  $("compare-optimizer").value = choices.optimizer;
+  $("compare-precision").value = choices.precision;
+  $("compare-new-tokens").value = String(choices.newTokens);
+  $("compare-new-tokens").disabled = choices.mode !== "generate";
+  for (const [id, key, parse] of [
+    ["compare-mode", "mode", String],
+    ["compare-optimizer", "optimizer", String],
+    ["compare-precision", "precision", String],
+    ["compare-new-tokens", "newTokens", (v) => Number.parseInt(v, 10) || 32],
+  ]) {
+    $(id).addEventListener("change", () => {
+      choices[key] = parse($(id).value);
+      $("compare-new-tokens").disabled = choices.mode !== "generate";
+      later();
+    });
+  }
+}
+
 function bind() {
+  bindChoices();
   $("selections").addEventListener("change", async (event) => {
     const row = event.target.closest("[data-index]");
     if (!row) return;

@@ -32,6 +32,10 @@ class ArchitectureInfo(BaseModel):
     defaults: dict[str, Any]
     presets: list[PresetInfo]
     default_params: int | None
+    live: dict[str, Any] = Field(
+        description="Facts for real runs: feature maps (preprocessing), attention maps (modules, context), preset."
+    )
+    generates: bool = Field(description="Whether mode 'generate' applies (a KV-cache generation loop).")
 
 
 @router.get("", response_model=list[ArchitectureInfo], summary="Every architecture")

@@ -24,7 +24,9 @@ def test_compare_csv(client) -> None:
         "/api/compare?format=csv", json={"selections": [{"architecture": "mlp"}, {"architecture": "lenet5"}]}
     )
     lines = response.text.splitlines()
-    assert lines[0].startswith("label,params") and lines[1].startswith("mlp,22401")
+    assert lines[0].startswith("label,architecture,config") and lines[1].startswith(
+        "mlp,mlp,{},1,fp32,adam,train,22401"
+    )
 
 
 def test_compare_names_the_bad_selection(client) -> None:

@@ -6,7 +6,7 @@ import csv
 import io
 
 from app.engine import estimate_memory, summarize
-from app.render.csv import COMPARE_COLUMNS, compare_csv, memory_csv, summary_csv
+from app.render.csv import COMPARE_COLUMNS, memory_csv, summary_csv
 
 
 def test_summary_rows_add_up() -> None:
@@ -24,14 +24,18 @@ def test_memory_rows_are_the_saved_bytes() -> None:
     assert sum(int(r["saved_bytes"]) for r in rows) == report.saved_activation_bytes
 
 
-def test_compare_columns() -> None:
-    entries = [
-        {
-            "label": "mlp",
-            "totals": {"params": 1, "macs": 2, "flops": 4, "param_bytes": 4},
-            "inference_peak_bytes": 10,
-            "training_peak_bytes": 20,
-        }
-    ]
-    lines = compare_csv(entries).splitlines()
-    assert lines[0].split(",") == COMPARE_COLUMNS and lines[1] == "mlp,1,2,4,4,10,20"
+def test_compare_rows_carry_the_configuration_and_memory(client) -> None:
+    body = {
+        "selections": [{"architecture": "mlp"}, {"architecture": "resnet", "config": {"depth": 18}}],
+        "optimizer": "sgd",
+        "precision": "bf16",
+    }
+    rows = list(csv.DictReader(io.StringIO(client.post("/api/compare?format=csv", json=body).text)))
+    report = client.post("/api/compare", json=body).json()["entries"]
+    assert list(rows[0]) == COMPARE_COLUMNS
+    assert rows[1]["config"] == '{"depth": 18}' and rows[1]["architecture"] == "resnet"
+    assert rows[1]["precision"] == "bf16" and rows[1]["optimizer"] == "sgd" and rows[1]["mode"] == "train"
+    for row, entry in zip(rows, report, strict=True):
+        assert int(row["params"]) == entry["totals"]["params"]
+        assert int(row["training_peak_bytes"]) == entry["training_peak_bytes"] == entry["step_peak_bytes"]
+    assert int(rows[1]["params"]) == 11_689_512  # ResNet-18, as torchvision publishes it
