@@ -129,6 +129,21 @@ class AlexNet(nn.Module):
         return self.classifier(self.flatten(x))
 
 
+def layer_notes(config: AlexNetConfig) -> dict[str, str]:
+    """Where the course notes' AlexNet figures differ from this model's (the paper's)."""
+    notes = {
+        "classifier.fc3": "course notes 4.4 follow fc3 with a ReLU: the output layer has none, its logits go to "
+        "softmax / cross-entropy",
+    }
+    if config.variant == "original":
+        notes["features.conv2"] = (
+            "course notes 4.4 give this output as 27^2 x 96 (and write the padding as 2^2): at 224 x 224 it is "
+            "27 x 27 x 256, C_out = 256, from floor((27 + 2*2 - 5)/1) + 1 = 27"
+        )
+        notes["features.pool2"] = "course notes 4.4 give 13^2 x 96: it has the 256 channels of conv2"
+    return notes
+
+
 ARCHITECTURE = register(
     Architecture(
         name="alexnet",
@@ -140,6 +155,7 @@ ARCHITECTURE = register(
         preprocessing=IMAGENET_PREPROCESSING,
         default_input=lambda c: (3, 224, 224),
         default_params=62_378_344,
+        layer_notes=layer_notes,
         presets=(
             Preset("original", "AlexNet as in the 2012 paper (single tower)", {"variant": "original"}, 62_378_344),
             Preset("torchvision", "torchvision's AlexNet", {"variant": "torchvision"}, 61_100_840),

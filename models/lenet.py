@@ -76,8 +76,21 @@ ARCHITECTURE = register(
         preprocessing=PLAIN_PREPROCESSING,
         default_input=lambda c: (c.in_channels, c.image_size, c.image_size),
         default_params=61_706,
+        layer_notes=lambda config: {
+            "": "course notes 4.3 say LeNet has a few hundred thousand parameters ('quelques centaines de "
+            "milliers'): LeNet-5 has about 60 thousand, 61,706 here",
+            "c3": "the 1998 paper connects each C3 map to a chosen subset of S2's 6 maps (1,516 parameters); this "
+            "model connects every map (2,416), as most implementations do",
+            "output": "the paper's output is 10 RBF units (distances to fixed codes); this model uses a linear "
+            "layer, as most implementations do",
+        },
         presets=(
-            Preset("classic", "LeNet-5 as published (tanh, average pooling)", {"variant": "classic"}, params=61_706),
+            Preset(
+                "classic",
+                "LeNet-5, the 1998 layout (tanh, average pooling; C3 fully connected, a linear output)",
+                {"variant": "classic"},
+                params=61_706,
+            ),
             Preset("modern", "LeNet-5 with ReLU and max pooling", {"variant": "modern"}, params=61_706),
         ),
     )

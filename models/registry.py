@@ -158,6 +158,13 @@ class Architecture:
     inputs: Callable[..., Any] | None = None
     # Greedy generation with a KV cache: (model, prompt inputs, new tokens, on_step(stage)) -> the cache.
     generate: Callable[..., Any] | None = None
+    # (config) -> notes on layers by path ('' is the whole model), shown with their figures: where the course
+    # notes' figure differs (citing their section) or where this model departs from its paper.
+    layer_notes: Callable[[Any], dict[str, str]] | None = None
+
+    def notes_for(self, config: dict[str, Any] | None) -> dict[str, str]:
+        """The notes that apply to this configuration's layers."""
+        return self.layer_notes(self.parse_config(config)) if self.layer_notes else {}
 
     def parse_config(self, config: dict[str, Any] | ArchitectureConfig | None = None) -> Any:
         """Validate a config dict; a ``preset`` key starts from that preset's values."""

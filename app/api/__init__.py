@@ -10,6 +10,7 @@ from .routers import (
     feature_maps,
     gpus,
     health,
+    labs,
     layer_types,
     memory,
     progress,
@@ -31,6 +32,7 @@ for module in (
     samples,
     feature_maps,
     attention,
+    labs,
 ):
     api_router.include_router(module.router)
 

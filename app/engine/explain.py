@@ -244,10 +244,17 @@ def _adaptive_pool(m: nn.Module, inp: Shape | None, out: Shape | None) -> list[s
     src, dst = inp[-dims:], out[-dims:]
     if src == dst:
         return [f"input already {_dims(src)}: identity; no parameters"]
-    return [
-        f"{_dims(src)} -> {_dims(dst)} whatever the input size: each output takes the {kind} of a window "
-        f"of about {src[0] / dst[0]:.3g} input positions per axis; no parameters"
-    ]
+    lines = [f"{_dims(src)} -> {_dims(dst)} whatever the input size: each output takes the {kind} of its window"]
+    for axis, (size_in, size_out) in enumerate(zip(src, dst, strict=True)):
+        # PyTorch's windows: start = floor(i * in / out), end = ceil((i + 1) * in / out); they may overlap
+        spans = [(i * size_in // size_out, -(-(i + 1) * size_in // size_out)) for i in range(size_out)]
+        shown = ", ".join(f"[{a}, {b})" for a, b in spans[:8]) + (", ..." if size_out > 8 else "")
+        name = "axis" if dims == 1 else ("height", "width", "depth")[axis] if dims <= 3 else f"axis {axis}"
+        lines.append(
+            f"{name} windows, start = floor(i*{size_in}/{size_out}), end = ceil((i+1)*{size_in}/{size_out}): {shown}"
+        )
+    lines.append("no parameters")
+    return lines
 
 
 @explains(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -287,9 +294,11 @@ def _group_norm(m: nn.GroupNorm, inp: Shape | None, out: Shape | None) -> list[s
 
 @explains(nn.Embedding)
 def _embedding(m: nn.Embedding, inp: Shape | None, out: Shape | None) -> list[str]:
+    # Ids without a batch dimension are positions (arange(T)), shared by the batch: a position embedding.
+    what = "position" if inp is not None and len(inp) == 1 else "token"
     lines = [
         f"params = {n(m.num_embeddings)}*{m.embedding_dim} = {n(m.num_embeddings * m.embedding_dim)} "
-        f"(one {m.embedding_dim}-vector per token: a one-hot vector times this matrix)"
+        f"(one {m.embedding_dim}-vector per {what}: a one-hot vector times this matrix)"
     ]
     if inp and out:
         lines.append(f"lookup: ids {_dims(inp)} -> vectors {_dims(out)}; no multiplications")
@@ -310,8 +319,8 @@ def _positional(m: SinusoidalPositionalEncoding, inp: Shape | None, out: Shape |
     ]
 
 
-@explains(MultiHeadAttention)
-def _attention(m: MultiHeadAttention, inp: Shape | None, out: Shape | None) -> list[str]:
+@explains(MultiHeadAttention, all_inputs=True)
+def _attention(m: MultiHeadAttention, inputs: list[Shape] | None, out: Shape | None) -> list[str]:
     d, h = m.d_model, m.heads
     per = d * d + (d if m.q_proj.bias is not None else 0)
     lines = [
@@ -319,13 +328,18 @@ def _attention(m: MultiHeadAttention, inp: Shape | None, out: Shape | None) -> l
         f"params = 4*({d}*{d}" + (f" + {d}" if m.q_proj.bias is not None else "") + f") = {n(4 * per)} "
         "(W_Q, W_K, W_V, W_O)",
     ]
-    if inp:
-        t = inp[1]
+    if inputs:
+        t_q = inputs[0][1]
+        t_k = inputs[1][1] if len(inputs) > 1 and len(inputs[1]) == 3 else t_q  # cross-attention: the context
+        if t_k != t_q:
+            lines.append(f"cross-attention: {t_q} queries (this sequence) against {t_k} keys and values (the context)")
         lines.append(
-            f"weights per sample: {h} heads x {t} x {t} = {n(h * t * t)} scores"
+            f"weights per sample: {h} heads x {t_q} x {t_k} = {n(h * t_q * t_k)} scores"
             + (" (sdpa: computed in blocks, never stored whole)" if m.impl == "sdpa" else "")
         )
-        lines.append(f"MACs per sample for Q K^T and weights x V = 2*{h}*{t}*{t}*{m.d_k} = {n(2 * h * t * t * m.d_k)}")
+        lines.append(
+            f"MACs per sample for Q K^T and weights x V = 2*{h}*{t_q}*{t_k}*{m.d_k} = {n(2 * h * t_q * t_k * m.d_k)}"
+        )
     return lines
 
 

@@ -148,6 +148,13 @@ def step_time_job(
     return report.model_dump_json().encode()
 
 
+def lab(name: str, values: dict[str, Any] | None, progress: Progress = _nothing) -> bytes:
+    """One lab of the course, computed from the student's values."""
+    from .labs import run_lab
+
+    return json.dumps(run_lab(name, values)).encode()
+
+
 def batch(tasks: list[tuple[str, dict[str, Any]]], progress: Progress = _nothing) -> list[bytes]:
     """Several jobs one after another under the caller's one deadline (a comparison, the optimizer overview)."""
     results = []
@@ -257,6 +264,7 @@ JOBS: dict[str, Callable[..., bytes]] = {
     "summary": summary,
     "memory": memory,
     "batch": batch,
+    "lab": lab,
     "max_batch": max_batch_job,
     "step_time": step_time_job,
     "feature_maps": live_feature_maps,

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+import models
+
 from .choices import dtype_name
 from .errors import InputError, NeedsRealRunError
 from .explain import explain, explain_block, explain_structure
@@ -102,9 +104,11 @@ def _rows(tracer: Tracer) -> list[LayerRow]:
             )
         )
         if shared:
+            # The formula's count belongs to the owner: here it would read as this row's own parameters.
+            rows[-1].explain = [line for line in rows[-1].explain if not line.startswith("params =")]
             rows[-1].explain.append(
                 f"{'; '.join(shared)} (tied): the same tensor as that layer's, so its parameters are counted "
-                "there, not here"
+                "there, not here (0 in this row)"
             )
     by_path = {row.path: row for row in rows}
     children: dict[str, list[LayerRow]] = {}
@@ -290,6 +294,10 @@ def build_report(
     run: str = "meta",
 ) -> SummaryReport:
     rows = _rows(tracer)
+    notes = models.get_architecture(selection.architecture).notes_for(selection.config) if selection.architecture else {}
+    for row in rows:  # the family's notes on its layers: the course notes' slips, departures from the paper
+        if row.path in notes:
+            row.explain.append(f"Note: {notes[row.path]}")
     model = selection.module
     params = list(model.parameters())  # distinct tensors: tied weights appear once
     buffers = list(model.buffers())

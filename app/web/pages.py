@@ -14,6 +14,7 @@ import models
 
 from .. import __version__
 from ..engine.choices import describe_choices
+from ..engine.labs import LABS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Jinja2Templates(directory=str(ROOT / "templates"))
@@ -34,13 +35,16 @@ PAGES = [
     ("/build", "build", "Build"),
     ("/features", "features", "Feature maps"),
     ("/attention", "attention", "Attention"),
+    ("/labs", "labs", "Labs"),
 ]
 
 
 def page_facts() -> dict:
-    """What every page's scripts read at start: the choices, and each family's facts for live pages."""
+    """What every page's scripts read at start: the choices, each family's facts for live pages, and which labs
+    explain which layer types (the explorer links rows to them)."""
     return {
         "choices": describe_choices(),
+        "labs": [{"name": lab.name, "title": lab.title, "layer_types": list(lab.layer_types)} for lab in LABS.values()],
         "architectures": [
             {"name": a.name, "title": a.title, "live": a.describe()["live"], "presets": [p.name for p in a.presets]}
             for a in (models.get_architecture(name) for name in models.list_architectures())
@@ -61,6 +65,7 @@ def _render(request: Request, page: str, title: str) -> HTMLResponse:
             "architectures": architectures,
             "choices": describe_choices(),
             "facts": page_facts(),
+            "labs": [{"name": lab.name, "title": lab.title, "section": lab.section} for lab in LABS.values()],
         },
     )
 

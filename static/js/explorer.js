@@ -1,6 +1,6 @@
 // Explorer page: pick an architecture, configure it, and see every layer's figures. State lives in the URL.
 
-import { architecture, debounce, download, facts, post } from "./api.js";
+import { architecture, debounce, download, facts, get, post } from "./api.js";
 import { draw, palette } from "./charts.js";
 import { clearError as clearBanner, showError as showBanner } from "./errors.js";
 import { bytes, count, escapeHtml, flops, shape } from "./format.js";
@@ -21,7 +21,15 @@ const state = {
   optimizer: CHOICES.default_optimizer,
   precision: "fp32",
   layer: null,
+  checkpointing: false,
+  gpus: 1,
+  sharding: "fsdp",
+  newTokens: 128,
+  fitMode: "train",
 };
+let gpuCatalog = null; // GET /api/gpus
+let generated = null; // the generate report, for models that generate
+const maxBatches = new Map(); // key -> max-batch report
 
 function precisionOf(id) {
   return PRECISIONS.find((p) => p.id === id) || PRECISIONS[0];
@@ -76,6 +84,10 @@ function readUrl() {
   const legacy = PRECISIONS.find((p) => p.dtype === params.get("dt") && !p.autocast);
   state.precision = params.get("p") || (legacy ? legacy.id : "fp32");
   state.layer = params.get("l");
+  state.checkpointing = params.get("ck") === "1";
+  state.gpus = Number.parseInt(params.get("g") || "1", 10) || 1;
+  state.sharding = params.get("sh") || "fsdp";
+  state.newTokens = Number.parseInt(params.get("nt") || "128", 10) || 128;
 }
 
 function writeUrl() {
@@ -89,6 +101,10 @@ function writeUrl() {
   if (state.optimizer !== CHOICES.default_optimizer) params.set("o", state.optimizer);
   if (state.precision !== "fp32") params.set("p", state.precision);
   if (state.layer !== null && state.layer !== undefined) params.set("l", state.layer);
+  if (state.checkpointing) params.set("ck", "1");
+  if (state.gpus !== 1) params.set("g", String(state.gpus));
+  if (state.sharding !== "fsdp") params.set("sh", state.sharding);
+  if (state.newTokens !== 128) params.set("nt", String(state.newTokens));
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
 
@@ -104,6 +120,10 @@ function selection() {
 function memoryBody() {
   const { dtype, ...rest } = selection();
   return { ...rest, precision: state.precision };
+}
+
+function trainingOptions() {
+  return { checkpointing: state.checkpointing, gpus: state.gpus, ...(state.gpus > 1 ? { sharding: state.sharding } : {}) };
 }
 
 async function refresh() {
@@ -125,12 +145,78 @@ async function refresh() {
 async function refreshMemory(mine) {
   try {
     // One request: the inference peak and a training step with every optimizer.
-    const overview = await post("/api/memory/optimizers", memoryBody(), { busyText: "Estimating memory…" });
+    const overview = await post("/api/memory/optimizers", { ...memoryBody(), ...trainingOptions() }, { busyText: "Estimating memory…" });
     if (mine !== generation) return;
     memory = { inference: overview.inference, train: overview.training };
     renderMemory();
+    generated = null;
+    if (info.generates) {
+      generated = await post("/api/memory", { ...memoryBody(), mode: "generate", new_tokens: state.newTokens }, { busyText: "Estimating generation…" });
+      if (mine !== generation) return;
+    }
+    renderGeneration();
+    renderFits();
   } catch (error) {
     if (mine === generation) showError(error, "memory");
+  }
+}
+
+function renderGeneration() {
+  if (!generated) {
+    setTile("tile-generation", "–", info.generates ? "" : "this model does not generate text");
+    return;
+  }
+  const g = generated;
+  setTile("tile-generation", bytes(g.peak_bytes), `${g.prompt_tokens.toLocaleString("en-US")} + ${g.new_tokens.toLocaleString("en-US")} tokens · KV cache ${bytes(g.kv_cache_bytes)} · peak in ${g.phase}`);
+}
+
+async function gpus() {
+  if (!gpuCatalog) gpuCatalog = (await get("/api/gpus")).gpus;
+  return gpuCatalog;
+}
+
+function headroom(fit) {
+  if (!fit) return "–";
+  const sign = fit.fits ? "fit" : "no-fit";
+  const text = fit.fits ? `${bytes(fit.headroom_bytes)} free` : `${bytes(-fit.headroom_bytes)} short`;
+  return `<span class="${sign}">${text}</span>`;
+}
+
+function fitKey(gpu) {
+  return JSON.stringify([selection(), state.precision, state.optimizer, state.fitMode, trainingOptions(), state.newTokens, gpu]);
+}
+
+async function renderFits() {
+  const catalog = await gpus();
+  const training = memory.train[state.optimizer];
+  const byGpu = (report) => new Map((report ? report.fits : []).map((f) => [f.gpu, f]));
+  const inference = byGpu(memory.inference);
+  const train = byGpu(training);
+  const gen = byGpu(generated);
+  const optimizer = OPTIMIZERS.find((o) => o.id === state.optimizer).label;
+  const perGpu = state.gpus > 1 ? ` (per GPU, ${state.gpus} × ${state.sharding})` : "";
+  const head = `<thead><tr><th>GPU</th><th>Memory</th><th>Usable</th><th>Inference</th><th>Training (${escapeHtml(optimizer)})${perGpu}</th>${generated ? "<th>Generation</th>" : ""}<th>Largest batch</th></tr></thead>`;
+  const rows = catalog.map((g) => {
+    const known = maxBatches.get(fitKey(g.id));
+    const batch = known ? `${known.batch_size.toLocaleString("en-US")}` : `<button type="button" class="button ghost" data-max-batch="${g.id}">find</button>`;
+    return `<tr><td>${escapeHtml(g.name)}</td><td>${bytes(g.memory_bytes)}</td><td>${bytes(g.usable_bytes)}</td>
+      <td>${headroom(inference.get(g.id))}</td><td>${headroom(train.get(g.id))}</td>${generated ? `<td>${headroom(gen.get(g.id))}</td>` : ""}
+      <td data-batch-for="${g.id}">${batch}</td></tr>`;
+  });
+  $("fits-table").innerHTML = head + `<tbody>${rows.join("")}</tbody>`;
+  $("fits-note").textContent = "Usable: the GPU's memory less a 1 GiB CUDA context reserve, times 95% for the allocator. Largest batch: the exact estimate at that batch fits, one more does not.";
+}
+
+async function findMaxBatch(gpu) {
+  const cell = document.querySelector(`[data-batch-for="${gpu}"]`);
+  const body = { ...memoryBody(), mode: state.fitMode, optimizer: state.optimizer, gpu, new_tokens: state.newTokens, ...(state.fitMode === "train" ? trainingOptions() : {}) };
+  delete body.input.batch_size;
+  try {
+    const report = await post("/api/max-batch", body, { busyText: `Finding the largest batch on ${gpu}…` });
+    maxBatches.set(fitKey(gpu), report);
+    cell.innerHTML = `${report.batch_size.toLocaleString("en-US")} <span class="muted">(${bytes(report.peak_bytes || 0)})</span>`;
+  } catch (error) {
+    showError(error, "memory");
   }
 }
 
@@ -213,7 +299,17 @@ function showLayer(row) {
       <dt>Saved for backward</dt><dd>${saved ? bytes(saved) : "–"}</dd>
     </dl>
     <h3 class="detail-subtitle">How it is computed</h3>
-    ${lines}`;
+    ${lines}${labLinks(row.type)}`;
+}
+
+// The course's worked examples for this kind of layer (the labs declare the layer types they explain).
+function labLinks(type) {
+  const labs = facts().labs.filter((lab) => lab.layer_types.includes(type));
+  if (!labs.length) return "";
+  const links = labs.map(
+    (lab) => `<a class="lab-link" data-lab="${escapeHtml(lab.name)}" href="/labs?lab=${encodeURIComponent(lab.name)}">Work it through in the ${escapeHtml(lab.title)} lab</a>`,
+  );
+  return `<p class="lab-links">${links.join(" · ")}</p>`;
 }
 
 function leafRows() {
@@ -344,6 +440,8 @@ async function selectArchitecture(name, { keepConfig = false } = {}) {
   form.setValues({ ...info.defaults, ...state.config });
   $("preset").value = matchingPreset();
   $("input-shape").placeholder = info.default_input.join(", ");
+  $("generate-field").hidden = !info.generates;
+  $("fit-mode").querySelector('[value="generate"]').disabled = !info.generates;
   $("input-shape").value = state.shape;
   summary = null;
   refresh();
@@ -392,7 +490,35 @@ function bindControls() {
   $("optimizer").addEventListener("change", () => {
     state.optimizer = $("optimizer").value;
     writeUrl();
-    if (memory.inference) renderMemory(); // every optimizer's step is already there
+    if (memory.inference) {
+      renderMemory(); // every optimizer's step is already there
+      renderFits();
+    }
+  });
+  $("checkpointing").addEventListener("change", () => {
+    state.checkpointing = $("checkpointing").checked;
+    refresh();
+  });
+  $("gpus").addEventListener("input", () => {
+    state.gpus = Math.max(1, Number.parseInt($("gpus").value, 10) || 1);
+    $("sharding").disabled = state.gpus === 1;
+    later();
+  });
+  $("sharding").addEventListener("change", () => {
+    state.sharding = $("sharding").value;
+    refresh();
+  });
+  $("new-tokens").addEventListener("input", () => {
+    state.newTokens = Math.max(1, Number.parseInt($("new-tokens").value, 10) || 1);
+    later();
+  });
+  $("fit-mode").addEventListener("change", () => {
+    state.fitMode = $("fit-mode").value;
+    if (memory.inference) renderFits();
+  });
+  $("fits-table").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-max-batch]");
+    if (button) findMaxBatch(button.dataset.maxBatch);
   });
   $("expand-all").addEventListener("click", () => table.expandAll());
   $("collapse-all").addEventListener("click", () => table.collapseAll());
@@ -415,6 +541,11 @@ function init() {
   $("batch-range").value = String(Math.min(state.batch, 256));
   $("optimizer").value = state.optimizer;
   $("precision").value = state.precision;
+  $("checkpointing").checked = state.checkpointing;
+  $("gpus").value = String(state.gpus);
+  $("sharding").value = state.sharding;
+  $("sharding").disabled = state.gpus === 1;
+  $("new-tokens").value = String(state.newTokens);
   bindControls();
   selectArchitecture(state.arch, { keepConfig: true });
 }

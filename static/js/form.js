@@ -142,7 +142,7 @@ export class SchemaForm {
       const kind = input.dataset.kind;
       if (kind === "bool") input.checked = Boolean(value);
       else if (kind === "int-list") input.value = (value || []).join(", ");
-      else if (kind === "json") input.value = JSON.stringify(value, null, input.dataset.check ? 2 : 1);
+      else if (kind === "json") input.value = jsonText(value, input.dataset.check ? 2 : 1);
       else input.value = value === null || value === undefined ? "" : String(value);
       const range = this.container.querySelector(`[data-range-for="${name}"]`);
       if (range && value !== null && value !== undefined) range.value = value;
@@ -176,4 +176,12 @@ export class SchemaForm {
     });
     return out;
   }
+}
+
+// A list of number rows reads as a matrix, one row per line; anything else is indented JSON.
+function jsonText(value, indent) {
+  const rows = Array.isArray(value) && value.length && value.every((r) => Array.isArray(r) && r.every((v) => typeof v === "number"));
+  if (rows) return `[${value.map((r) => JSON.stringify(r).replaceAll(",", ", ")).join(",\n ")}]`;
+  if (Array.isArray(value) && value.every((v) => typeof v === "number")) return JSON.stringify(value).replaceAll(",", ", ");
+  return JSON.stringify(value, null, indent);
 }

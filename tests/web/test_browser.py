@@ -46,7 +46,7 @@ def page(browser, live_server):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-@pytest.mark.parametrize("path", ["/", "/compare", "/build", "/features", "/attention", "/docs", "/redoc"])
+@pytest.mark.parametrize("path", ["/", "/compare", "/build", "/features", "/attention", "/labs", "/docs", "/redoc"])
 def test_pages_run_under_their_content_security_policy(browser, live_server, path: str) -> None:
     """Each page loads and does its first work with the policy on: no violation, no script error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server)
@@ -183,6 +183,60 @@ def test_hugging_face_presets_and_a_pasted_config(page, output_dir) -> None:
     expect_text(tile(page, "params"), "7,241,732,096")
     assert page.locator("#cfg-hf_config-error").is_hidden()
     page.screenshot(path=str(output_dir / "huggingface.png"), full_page=True)
+
+
+def test_fits_on_panel_and_the_largest_batch(page, output_dir) -> None:
+    """GPT-2: every GPU's headroom for inference, training and generation, and the largest batch on demand."""
+    page.goto("/?a=gpt&p=bf16&nt=64")
+    wait_idle(page)
+    expect_text(page.locator("#tile-generation [data-value]"), "MiB")
+    table = page.locator("#fits-table")
+    expect_text(table, "NVIDIA H100")
+    expect_text(table, "free")
+    page.locator('[data-max-batch="t4-16gb"]').click()
+    expect_text(page.locator('[data-batch-for="t4-16gb"]'), "(")
+    batch = int(page.locator('[data-batch-for="t4-16gb"]').text_content().split()[0].replace(",", ""))
+    assert batch > 1
+    page.locator("#gpus").fill("4")
+    wait_idle(page)
+    expect_text(table, "per GPU, 4 × fsdp")
+    page.screenshot(path=str(output_dir / "fits.png"), full_page=True)
+
+
+def test_open_the_pooling_lab_from_the_explorer_and_edit_it(page, output_dir) -> None:
+    """AlexNet's max pooling row links to the pooling lab, which opens on the notes' 6x6 example."""
+    page.goto("/?a=alexnet")
+    expect_text(tile(page, "params"), "62,378,344")
+    page.locator('tr[data-path="features.pool1"]').click()
+    link = page.locator('#layer-detail a.lab-link[data-lab="pooling"]')
+    expect_text(link, "pooling lab")
+    link.click()
+    page.wait_for_url("**/labs?lab=pooling*")
+    output = page.locator("#lab-output")
+    expect_text(output, "9")
+    assert [float(v) for v in output.locator("td").all_inner_texts()] == [6, 5, 3, 7, 8, 7, 2, 9, 4]
+    output.locator('[data-cell="0,0"]').hover()
+    expect_text(page.locator("#lab-window"), "max(1, 3, 4, 6) = 6")
+    assert page.locator("#lab-input td.hit").count() == 4
+    page.locator('#lab-form [name="kind"]').select_option("avg")
+    expect_text(page.locator("#lab-window"), "/ 4 = 3.5")
+    assert "avg" in page.url
+    page.screenshot(path=str(output_dir / "lab-pooling.png"), full_page=True)
+
+
+def test_every_lab_opens_and_dropout_follows_an_edit(page) -> None:
+    page.goto("/labs?lab=dropout")
+    outputs = page.locator("#lab-outputs")
+    expect_text(outputs, "(4, 0, -6, 0, 10)")
+    page.locator('#lab-form [name="p"]').fill("0.75")
+    expect_text(outputs, "(8, 0, -12, 0, 20)")
+    for link in page.locator("#lab-list .lab-link").all():
+        title = link.inner_text().split("§")[0].strip()
+        link.click()
+        expect_text(page.locator("#lab-title"), title)
+        page.locator("#lab-steps li").first.wait_for()
+        wait_idle(page)
+        assert page.locator("#error").is_hidden(), title
 
 
 def test_compare_two_architectures(page, output_dir) -> None:

@@ -288,3 +288,55 @@ def test_reused_meta_models_give_identical_reports() -> None:
     with pytest.raises(ShapeMismatchError):
         summarize("resnet", {"depth": 34}, input_size=(1, 64, 64))
     assert summarize("resnet", {"depth": 34}, batch_size=2).model_dump() == cold.model_dump()
+
+
+# ---------------------------------------------------------------- worked formulas a student reads
+
+
+def _row(report, path: str):
+    return next(r for r in report.layers if r.path == path)
+
+
+def test_cross_attention_formula_uses_the_context_length() -> None:
+    """10 source and 7 target tokens: 8 heads x 7 queries x 10 keys, 2*8*7*10*64 = 71,680 MACs."""
+    with torch.device("meta"):
+        model = models.build_model("transformer", {"encoder_layers": 1, "decoder_layers": 1})
+    ids = (torch.zeros(1, 10, dtype=torch.long), torch.zeros(1, 7, dtype=torch.long))
+    row = _row(summarize(model, input_data=ids), "decoder.0.cross_attn")
+    assert row.macs == 2 * 8 * 7 * 10 * 64
+    text = "\n".join(row.explain)
+    assert "8 heads x 7 x 10 = 560" in text and "= 71,680" in text
+
+
+def test_adaptive_pool_names_its_overlapping_windows() -> None:
+    """5 -> 3 positions: PyTorch's windows are [0, 2), [1, 4), [3, 5), overlapping."""
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(3))
+    reference = nn.AdaptiveAvgPool2d(3)(torch.arange(25.0).view(1, 1, 5, 5))
+    assert reference[0, 0, 0, 1] == torch.arange(25.0).view(5, 5)[0:2, 1:4].mean()  # the window [1, 4)
+    text = "\n".join(_row(summarize(model, input_size=(1, 5, 5)), "0").explain)
+    assert "[0, 2), [1, 4), [3, 5)" in text and "about" not in text
+
+
+def test_position_embedding_and_tied_rows_read_right() -> None:
+    report = summarize("gpt", {"layers": 1})
+    assert "per position" in _row(report, "wpe").explain[0]
+    assert "per token" in _row(report, "wte").explain[0]
+    head = _row(report, "lm_head")
+    assert head.params == 0 and not any(line.startswith("params =") for line in head.explain)
+    assert any("wte.weight (tied)" in line for line in head.explain)
+
+
+def test_family_notes_follow_the_configuration() -> None:
+    original = summarize("alexnet")
+    assert any("27 x 27 x 256" in line for line in _row(original, "features.conv2").explain)
+    assert any("no ReLU" in line or "has none" in line for line in _row(original, "classifier.fc3").explain)
+    torchvision = summarize("alexnet", {"variant": "torchvision"})
+    assert not any(
+        "Note:" in line for row in torchvision.layers if row.path.startswith("features") for line in row.explain
+    )
+    base = summarize("transformer")
+    assert base.totals.params == 63_082_496
+    assert any("65M" in line and "37,000" in line for line in _row(base, "").explain)
+    assert not any("65M" in line for line in _row(summarize("transformer", {"d_model": 256}), "").explain)
+    lenet = summarize("lenet5")
+    assert any("1,516" in line for line in _row(lenet, "c3").explain)
