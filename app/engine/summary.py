@@ -294,7 +294,8 @@ def build_report(
     run: str = "meta",
 ) -> SummaryReport:
     rows = _rows(tracer)
-    notes = models.get_architecture(selection.architecture).notes_for(selection.config) if selection.architecture else {}
+    family = models.get_architecture(selection.architecture) if selection.architecture else None
+    notes = family.notes_for(selection.config) if family else {}
     for row in rows:  # the family's notes on its layers: the course notes' slips, departures from the paper
         if row.path in notes:
             row.explain.append(f"Note: {notes[row.path]}")
