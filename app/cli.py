@@ -25,12 +25,13 @@ from typing import Any, NoReturn
 
 import models
 
-from .engine import EngineError, estimate_memory, summarize
+from .engine import EngineError, estimate_memory, summarize, trace_graph
 from .engine.choices import DTYPES, INPUT_DTYPES, MODES, OPTIMIZERS, PRECISIONS, SHARDINGS
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
 from .engine.gpus import DEFAULT_GPU, GPUS
 from .engine.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
+from .render.graph import graph_dot, graph_text
 from .render.table import attention_table, feature_maps_table, memory_table, simple_table, summary_table
 from .render.units import format_bytes, format_count
 from .settings import get_settings
@@ -168,6 +169,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
         sys.stdout.write(summary_csv(report))
     else:
         print(summary_table(report, max_depth=args.depth))
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    report = trace_graph(args.architecture, _config(args), batch_size=args.batch, dtype=args.dtype, **_inputs(args))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif args.dot:
+        sys.stdout.write(graph_dot(report))
+    else:
+        sys.stdout.write(graph_text(report))
     return 0
 
 
@@ -358,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", action="store_true", help="the layer rows as CSV")
     summary.add_argument("--depth", type=int, help="show the tree down to this depth")
     summary.set_defaults(run=cmd_summary)
+
+    graph = commands.add_parser("graph", help="the model as a graph: module calls, the ops joining them, tensors")
+    _selection_args(graph)
+    drawn = graph.add_mutually_exclusive_group()
+    drawn.add_argument("--json", action="store_true", help="nodes and edges as JSON (the API's answer)")
+    drawn.add_argument("--dot", action="store_true", help="Graphviz DOT: layerscope graph resnet --dot | dot -Tsvg")
+    graph.set_defaults(run=cmd_graph)
 
     memory = commands.add_parser("memory", help="peak memory of a training step or an inference pass")
     _selection_args(memory)

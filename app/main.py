@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .api import api_router
@@ -13,7 +14,7 @@ from .api.openapi import install_openapi
 from .api.service import ReportService
 from .middleware import AccessLog, BodySizeLimit, RequestContext, SecurityHeaders
 from .settings import Settings, get_settings
-from .web.pages import ROOT
+from .web.pages import ROOT, not_found_page
 from .web.pages import router as pages_router
 
 DESCRIPTION = """
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = ReportService(settings)
     app.dependency_overrides[get_settings] = lambda: app.state.service.settings
     install_error_handlers(app)
+    _pages_answer_browsers_with_pages(app)
     app.include_router(api_router)
     install_openapi(app)
     app.include_router(pages_router)
@@ -64,6 +66,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContext)
     app.add_middleware(AccessLog, enabled=settings.access_log)
     return app
+
+
+def _pages_answer_browsers_with_pages(app: FastAPI) -> None:
+    """A browser asking for a page that does not exist gets a page; the API keeps its JSON errors."""
+    api_handler = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if exc.status_code == 404 and wants_page and not request.url.path.startswith(("/api/", "/static/")):
+            return not_found_page(request)
+        return await api_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 app = create_app()

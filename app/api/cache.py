@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..engine.graph_report import GraphReport
 from ..engine.memory_report import MemoryReport
 from ..engine.report import SummaryReport
 
-REPORT_TYPES: dict[str, type[BaseModel]] = {"summary": SummaryReport, "memory": MemoryReport}
+REPORT_TYPES: dict[str, type[BaseModel]] = {"summary": SummaryReport, "memory": MemoryReport, "graph": GraphReport}
 
 
 @dataclass
@@ -21,7 +22,7 @@ class CachedReport:
     times its JSON's size, and only the CSV rendering needs it.
     """
 
-    kind: Literal["summary", "memory"]
+    kind: Literal["summary", "memory", "graph"]
     json: bytes
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -148,7 +148,8 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = []
         for e in exc.errors():
             field = "body" if e.get("type") == "json_invalid" else _location(e.get("loc", ()))
-            errors.append({"field": field, "message": str(e.get("msg", "invalid"))})
+            message = str(e.get("msg", "invalid")).removeprefix("Value error, ")  # our own validators' words
+            errors.append({"field": field, "message": message})
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         detail = f"{first['field']}: {first['message']}"
         if len(errors) > 1:

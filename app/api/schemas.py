@@ -360,6 +360,14 @@ class AttentionRequest(BaseModel):
         max_length=200,
         description="random (seed 0), or trained: the bundled weights, when GET /api/weights lists them.",
     )
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _some_text(cls, text: Any) -> Any:
+        if isinstance(text, str) and not text.strip():
+            raise ValueError("type a sentence: attention needs at least one token to look at")
+        return text
+
     layers: list[StrictInt] | None = Field(
         None,
         max_length=256,

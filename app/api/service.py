@@ -220,6 +220,16 @@ class ReportService:
         job, kwargs = self._summary_task(norm)
         return self._store(key, "summary", await self.call("trace", job, kwargs, work))
 
+    async def graph(self, request: SummaryRequest, work: Work) -> bytes:
+        """The model's graph; cached beside the summaries under its own key."""
+        norm = self.normalize(request)
+        key = "graph:" + json.dumps(norm, sort_keys=True)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit.json
+        data = await self.call("trace", "graph", {"norm": norm, "max_modules": self.settings.max_modules}, work)
+        return self._store(key, "graph", data).json
+
     def _generation_norm(self, request: SummaryRequest, mode: str, new_tokens: int) -> dict[str, Any]:
         """The normalized request; for a generation without a prompt length, the longest that fits the context."""
         norm = self.normalize(request)

@@ -25,7 +25,7 @@ from .memory import estimate_memory
 from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .report import LayerRow, SummaryReport, Totals
 from .sizing import MaxBatchReport, StepTimeReport, estimate_step_time, max_batch
-from .summary import summarize
+from .summary import summarize, trace_graph
 
 __all__ = [
     "DTYPES",
@@ -63,4 +63,5 @@ __all__ = [
     "feature_maps",
     "max_batch",
     "summarize",
+    "trace_graph",
 ]

@@ -33,7 +33,7 @@ from .live import (
 from .lru import LRUCache
 from .memory import estimate_memory
 from .selection import META_MODELS, TensorSpec, inputs_from_specs
-from .summary import summarize
+from .summary import summarize, trace_graph
 
 Progress = Callable[[str, int, int], None]
 _LIVE_MODELS: LRUCache[str, LiveModel] = LRUCache(2, None, LiveModel.param_bytes)
@@ -51,8 +51,8 @@ def engine_inputs(norm: dict[str, Any]) -> dict[str, Any]:
     return {"input_size": norm["shape"]}
 
 
-def summary(norm: dict[str, Any], max_modules: int | None = None, progress: Progress = _nothing) -> bytes:
-    report = summarize(
+def _traced(trace: Callable[..., Any], norm: dict[str, Any], max_modules: int | None, progress: Progress) -> bytes:
+    report = trace(
         norm["architecture"],
         norm["config"],
         batch_size=norm["batch_size"],
@@ -62,6 +62,15 @@ def summary(norm: dict[str, Any], max_modules: int | None = None, progress: Prog
         **engine_inputs(norm),
     )
     return report.model_dump_json().encode()
+
+
+def summary(norm: dict[str, Any], max_modules: int | None = None, progress: Progress = _nothing) -> bytes:
+    return _traced(summarize, norm, max_modules, progress)
+
+
+def graph(norm: dict[str, Any], max_modules: int | None = None, progress: Progress = _nothing) -> bytes:
+    """Nodes and edges of the same trace as the summary."""
+    return _traced(trace_graph, norm, max_modules, progress)
 
 
 @contextlib.contextmanager
@@ -262,6 +271,7 @@ def live_attention(
 
 JOBS: dict[str, Callable[..., bytes]] = {
     "summary": summary,
+    "graph": graph,
     "memory": memory,
     "batch": batch,
     "lab": lab,

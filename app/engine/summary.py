@@ -24,6 +24,7 @@ from .choices import dtype_name
 from .errors import InputError, NeedsRealRunError
 from .explain import explain, explain_block, explain_structure
 from .explain_llm import inactive_expert_params
+from .graph import GraphRecorder, GraphReport
 from .report import LayerRow, SummaryReport, Totals
 from .selection import (
     ModelInputs,
@@ -202,6 +203,50 @@ def summarize(
     meta tensors, never copied at full size). Nothing is allocated, unless the model
     reads its data and ``allow_real_run`` lets it run for real on real ``input_data``.
     """
+    report, _ = _summarize(
+        model_or_name,
+        config,
+        input_size,
+        batch_size,
+        dtype,
+        input_data=input_data,
+        input_kind=input_kind,
+        max_modules=max_modules,
+        allow_real_run=allow_real_run,
+        progress=progress,
+    )
+    return report
+
+
+def trace_graph(
+    model_or_name: str | nn.Module,
+    config: dict[str, Any] | None = None,
+    input_size: Any = None,
+    batch_size: int = 1,
+    dtype: str | torch.dtype | None = None,
+    **options: Any,
+) -> GraphReport:
+    """The model's graph (module calls, the ops that join or split data, the tensors between them), recorded
+    during the same allocation-free trace as ``summarize``; takes ``summarize``'s arguments (``input_data``,
+    ``input_kind``, ``max_modules``, ``allow_real_run``, ``progress``)."""
+    _, tracer = _summarize(model_or_name, config, input_size, batch_size, dtype, graph=True, **options)
+    return tracer.recorder.report(model_or_name if isinstance(model_or_name, str) else None, batch_size)
+
+
+def _summarize(
+    model_or_name: str | nn.Module,
+    config: dict[str, Any] | None,
+    input_size: Any,
+    batch_size: int,
+    dtype: str | torch.dtype | None,
+    *,
+    input_data: Any = None,
+    input_kind: str | None = None,
+    max_modules: int | None = None,
+    allow_real_run: bool = False,
+    progress: Progress | None = None,
+    graph: bool = False,
+) -> tuple[SummaryReport, Tracer]:
     batch_size = check_batch(batch_size)
     torch_dtype = parse_dtype(dtype or "float32")
     with selected(model_or_name, config, input_size, input_kind, torch_dtype, input_data) as selection:
@@ -219,8 +264,8 @@ def summarize(
             batch_size = given or 1
         with preserved_modes(model):
             model.eval()
-            tracer, inputs, output, run = _trace(selection, batch_size, torch_dtype, allow_real_run, progress)
-        return build_report(selection, tracer, inputs, batch_size, torch_dtype, output, run)
+            tracer, inputs, output, run = _trace(selection, batch_size, torch_dtype, allow_real_run, progress, graph)
+        return build_report(selection, tracer, inputs, batch_size, torch_dtype, output, run), tracer
 
 
 def _progress_hook(tracer: Tracer, progress: Progress | None) -> None:
@@ -239,30 +284,37 @@ def _progress_hook(tracer: Tracer, progress: Progress | None) -> None:
 
 
 def _trace(
-    selection: Selection, batch_size: int, dtype: torch.dtype, allow_real_run: bool, progress: Progress | None
+    selection: Selection,
+    batch_size: int,
+    dtype: torch.dtype,
+    allow_real_run: bool,
+    progress: Progress | None,
+    graph: bool = False,
 ) -> tuple[Tracer, ModelInputs, Any, str]:
     """Trace on meta, else under FakeTensorMode, else (when allowed) on a real forward."""
     model = selection.module
     device = _device_of(model)
     try:
         if device.type == "meta":
-            return _run("meta", selection, batch_size, dtype, progress)
+            return _run("meta", selection, batch_size, dtype, progress, graph)
         try:
-            return _run("stand-ins", selection, batch_size, dtype, progress)
+            return _run("stand-ins", selection, batch_size, dtype, progress, graph)
         except Exception:  # meta cannot run it (a real tensor held outside its parameters, an op without a meta kernel)
-            return _run("fake", selection, batch_size, dtype, progress)
+            return _run("fake", selection, batch_size, dtype, progress, graph)
     except NeedsRealRunError:
         given = selection.input_data
         if not allow_real_run or given is None or any(t.device.type == "meta" for t in given.tensors()):
             raise
-        return _run("real", selection, batch_size, dtype, progress)
+        return _run("real", selection, batch_size, dtype, progress, graph)
 
 
 def _run(
-    how: str, selection: Selection, batch_size: int, dtype: torch.dtype, progress: Progress | None
+    how: str, selection: Selection, batch_size: int, dtype: torch.dtype, progress: Progress | None, graph: bool = False
 ) -> tuple[Tracer, ModelInputs, Any, str]:
     model = selection.module
     tracer = Tracer(model, fast_paths=FAST_PATHS, real=how == "real")
+    if graph:
+        tracer.recorder = GraphRecorder(model, flops=tracer.counter)
     _progress_hook(tracer, progress)
     if how == "meta":
         inputs = make_inputs(selection, batch_size, dtype, "meta")

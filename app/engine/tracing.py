@@ -122,6 +122,7 @@ class Tracer:
         self._last = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.on_call: Callable[[Record], None] | None = None  # e.g. progress, or a deadline check
+        self.recorder: Any = None  # a graph.GraphRecorder: module calls and the ops between them
 
     def _tick(self) -> None:
         if self.counter is None:
@@ -143,6 +144,8 @@ class Tracer:
         if record.calls == 1:
             record.input_shapes = shapes
         self.stack.append(Frame(record, shapes))
+        if self.recorder is not None:
+            self.recorder.enter(module, record, args, kwargs)
 
     def _post(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         self._tick()
@@ -155,6 +158,8 @@ class Tracer:
                 del self.stack[index:]
                 break
         outputs = tensor_leaves(output)
+        if self.recorder is not None:
+            self.recorder.exit(module, output)
         if record.calls == 1:
             record.output_shapes = [list(t.shape) for t in outputs]
         record.output_bytes += nbytes_of(outputs)
@@ -179,7 +184,8 @@ class Tracer:
                     swapped.append(module)
             # Below the FLOP counter (and any memory tracker entered later), so those still see the op.
             shapes = contextlib.nullcontext() if self.real else CpuKernelShapes()
-            with shapes, self.counter if self.counter is not None else contextlib.nullcontext():
+            graph = self.recorder.mode() if self.recorder is not None else contextlib.nullcontext()
+            with shapes, self.counter if self.counter is not None else contextlib.nullcontext(), graph:
                 yield self
         finally:
             for handle in self._handles:

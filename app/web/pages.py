@@ -52,6 +52,13 @@ def page_facts() -> dict:
     }
 
 
+def not_found_page(request: Request) -> HTMLResponse:
+    """A page, not a JSON body, for a browser that follows a bad link."""
+    response = _render(request, "not_found", "Not found")
+    response.status_code = 404
+    return response
+
+
 def _render(request: Request, page: str, title: str) -> HTMLResponse:
     architectures = [models.get_architecture(name) for name in models.list_architectures()]
     return TEMPLATES.TemplateResponse(

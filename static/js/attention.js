@@ -71,7 +71,7 @@ async function run() {
     render();
   } catch (error) {
     if (mine !== generation) return;
-    showError($("error"), error, { title: "Attention failed", fieldFor: (body) => (body.field === "text" ? $("at-text") : null) });
+    showError($("error"), error, { title: "Attention failed", retry: run, fieldFor: (body) => (body.field === "text" ? $("at-text") : null) });
   }
 }
 
@@ -83,7 +83,7 @@ function render() {
   $("at-tokens").innerHTML = report.tokens.map((t, i) => `<span class="token" title="id ${report.token_ids[i]}">${escapeHtml(visible(t))}</span>`).join("");
   $("at-count").textContent = `(${report.tokens.length} tokens, vocabulary of ${report.vocab_size}${report.truncated ? ", text cut to the first 64" : ""})`;
   $("at-merges").innerHTML = report.merges
-    .map((m) => `<li value="${m.rank + 1}">${escapeHtml(visible(m.left))} + ${escapeHtml(visible(m.right))} → ${escapeHtml(visible(m.merged))}${m.count > 1 ? ` <span class="muted">×${m.count}</span>` : ""}</li>`)
+    .map((m) => `<li>${escapeHtml(visible(m.left))} + ${escapeHtml(visible(m.right))} → ${escapeHtml(visible(m.merged))} <span class="muted">(merge rank ${m.rank + 1}${m.count > 1 ? `, fired ×${m.count}` : ""})</span></li>`)
     .join("") || `<li class="muted">none: every token is a single byte</li>`;
   $("at-weights").textContent = report.weights;
   $("at-layer").innerHTML = report.attention.map((a, i) => `<option value="${i}">${escapeHtml(a.path)} (${a.kind})</option>`).join("");
@@ -93,7 +93,7 @@ function render() {
   const pe = report.positional_encoding;
   draw($("at-pe"), [
     { type: "heatmap", z: pe, colorscale: "RdBu", zmin: -1, zmax: 1, hovertemplate: "position %{y}, dimension %{x}: %{z:.3f}<extra></extra>" },
-  ], { xaxis: { title: "dimension i" }, yaxis: { title: "position", autorange: "reversed" }, margin: { l: 56, r: 16, t: 8, b: 48 } });
+  ], { xaxis: { title: "dimension i" }, yaxis: { title: "token position", autorange: "reversed" }, margin: { l: 56, r: 16, t: 8, b: 48 } });
 }
 
 function labels(kind) {
@@ -151,8 +151,8 @@ function renderHead() {
       hovertemplate: "query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
     },
   ], {
-    xaxis: { title: "key", tickangle: -60, tickfont: { size: 10 } },
-    yaxis: { title: "query", autorange: "reversed", tickfont: { size: 10 } },
+    xaxis: { title: "key token", tickangle: -60, tickfont: { size: 10 }, dtick: 1 },
+    yaxis: { title: "query token", autorange: "reversed", tickfont: { size: 10 }, dtick: 1 },
     margin: { l: 90, r: 16, t: 8, b: 90 },
   });
   writeUrl();

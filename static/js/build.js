@@ -32,6 +32,10 @@ function writeUrl() {
   params.set("spec", JSON.stringify(spec));
   if (batch !== 1) params.set("b", String(batch));
   history.replaceState(null, "", `${location.pathname}?${params}`);
+  // The explorer link follows every edit, typed values included.
+  const explorer = new URLSearchParams({ a: FAMILY, c: JSON.stringify(spec) });
+  if (batch !== 1) explorer.set("b", String(batch));
+  $("open-explorer").href = `/?${explorer}`;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -159,9 +163,6 @@ function renderList() {
   $("input-shape").value = spec.input_shape.join(", ");
   $("input-type").value = spec.input_type || "float";
   $("batch-size").value = String(batch);
-  const params = new URLSearchParams({ a: FAMILY, c: JSON.stringify(spec) });
-  if (batch !== 1) params.set("b", String(batch));
-  $("open-explorer").href = `/?${params}`;
 }
 
 function renderShapes(summary) {
@@ -215,8 +216,13 @@ async function update() {
     if (mine !== generation) return;
     $("error").hidden = true;
     renderShapes(summary);
+    $("result").classList.remove("stale");
   } catch (error) {
-    if (mine === generation) showError(error);
+    if (mine !== generation) return;
+    // The figures beside the banner are the last model that fitted, not this one: dim them, clear the shapes.
+    $("result").classList.add("stale");
+    document.querySelectorAll("[data-shape-for]").forEach((el) => (el.textContent = ""));
+    showError(error);
   }
 }
 
@@ -242,8 +248,17 @@ function bind() {
     const select = event.target.closest("[data-type-for]");
     if (!select) return;
     const { list, index, path } = locate(select.dataset.typeFor);
-    const before = index > 0 ? shapes.get(modulePath(path, index - 1)) : null;
-    list[index] = { type: select.value, ...suggest(select.value, before || [batch, ...spec.input_shape]) };
+    const before = (index > 0 ? shapes.get(modulePath(path, index - 1)) : null) || [batch, ...spec.input_shape];
+    $("build-note").textContent = "";
+    if (select.value === "Linear" && before.length > 2) {
+      // A Linear acts on the last axis only: after (B, C, H, W) the usual intent is a Flatten first.
+      const features = before.slice(1).reduce((a, b) => a * b, 1);
+      list.splice(index, 0, { type: "Flatten" });
+      list[index + 1] = { type: "Linear", in_features: features, out_features: 64 };
+      $("build-note").textContent = `Added a Flatten before the Linear: after an output of ${shape(before)}, a Linear would act on the last axis only (${before.at(-1)} features); flattened it sees all ${features.toLocaleString("en-US")}. Remove the Flatten if the last axis is what you meant.`;
+    } else {
+      list[index] = { type: select.value, ...suggest(select.value, before) };
+    }
     update();
   });
   $("layer-list").addEventListener("input", (event) => {
@@ -299,8 +314,13 @@ const laterQuiet = debounce(async () => {
     if (mine !== generation) return;
     $("error").hidden = true;
     renderShapes(summary);
+    $("result").classList.remove("stale");
   } catch (error) {
-    if (mine === generation) showError(error);
+    if (mine !== generation) return;
+    // The figures beside the banner are the last model that fitted, not this one: dim them, clear the shapes.
+    $("result").classList.add("stale");
+    document.querySelectorAll("[data-shape-for]").forEach((el) => (el.textContent = ""));
+    showError(error);
   }
 }, 300);
 

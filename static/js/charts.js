@@ -21,8 +21,22 @@ export function baseLayout(extra = {}) {
     yaxis: { gridcolor: grid, zerolinecolor: grid, automargin: true },
     legend: { orientation: "h", y: -0.25 },
     hoverlabel: { font: { family: "JetBrains Mono, ui-monospace, monospace" } },
-    ...extra,
+    ...withAxes(extra, { gridcolor: grid, zerolinecolor: grid, linecolor: grid, automargin: true }),
   };
+}
+
+// Every axis keeps the theme's grid colours, and a title given as a string becomes Plotly's {text} form (the
+// bundled Plotly ignores a bare string, which left every chart without axis titles).
+function withAxes(extra, axisBase) {
+  const out = { ...extra };
+  for (const [key, value] of Object.entries(extra)) {
+    if (!/^[xy]axis\d*$/.test(key) || typeof value !== "object" || value === null) continue;
+    const axis = { ...axisBase, ...value };
+    if (typeof axis.title === "string") axis.title = { text: axis.title };
+    out[key] = axis;
+  }
+  if (typeof out.title === "string") out.title = { text: out.title };
+  return out;
 }
 
 const config = {

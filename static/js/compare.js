@@ -102,17 +102,18 @@ function render() {
       <td>${count(e.layers)}</td></tr>`)
     .join("");
   $("compare-table").innerHTML = head + `<tbody>${rows}</tbody>`;
-  const bar = (id, y, title, color) =>
-    draw($(id), [{ type: "bar", x: labels, y, marker: { color }, hovertemplate: "%{x}<br>%{y:,}<extra></extra>" }], {
+  const bar = (id, y, title, color, unit) =>
+    draw($(id), [{ type: "bar", x: labels, y, marker: { color }, hovertemplate: `%{x}<br>%{y:,}${unit}<extra></extra>` }], {
       yaxis: { title },
+      xaxis: { title: "selection" },
     });
-  bar("chart-compare-params", entries.map((e) => e.totals.params), "parameters", palette[0]);
-  bar("chart-compare-flops", entries.map((e) => e.totals.flops), "FLOPs", palette[1]);
+  bar("chart-compare-params", entries.map((e) => e.totals.params), "parameters (count)", palette[0], " parameters");
+  bar("chart-compare-flops", entries.map((e) => e.totals.flops / 1e9), "GFLOPs per forward", palette[1], " GFLOPs");
   draw($("chart-compare-memory"), [
     { type: "bar", name: "inference", x: labels, y: entries.map((e) => e.inference_peak_bytes / 2 ** 20), marker: { color: palette[2] } },
     { type: "bar", name: `training (${optimizer})`, x: labels, y: entries.map((e) => e.training_peak_bytes / 2 ** 20), marker: { color: palette[3] } },
     ...(generate ? [{ type: "bar", name: "generation", x: labels, y: entries.map((e) => e.step_peak_bytes / 2 ** 20), marker: { color: palette[4] } }] : []),
-  ], { barmode: "group", yaxis: { title: "peak memory, MiB" }, xaxis: { title: "selection" } });
+  ], { barmode: "group", yaxis: { title: "peak memory (MiB)" }, xaxis: { title: "selection" } });
   const parts = Object.keys(entries[0].training_breakdown);
   draw($("chart-compare-breakdown"), parts.map((part, i) => ({
     type: "bar",
@@ -120,7 +121,7 @@ function render() {
     x: labels,
     y: entries.map((e) => e.training_breakdown[part] / 2 ** 20),
     marker: { color: palette[i % palette.length] },
-  })), { barmode: "stack", yaxis: { title: "MiB at the peak" } });
+  })), { barmode: "stack", yaxis: { title: "training step, memory at the peak (MiB)" }, xaxis: { title: "selection" } });
 }
 
 const later = debounce(compare, 500);

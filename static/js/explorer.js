@@ -3,8 +3,9 @@
 import { architecture, debounce, download, facts, get, post } from "./api.js";
 import { draw, palette } from "./charts.js";
 import { clearError as clearBanner, showError as showBanner } from "./errors.js";
-import { bytes, count, escapeHtml, flops, shape } from "./format.js";
+import { approx, bytes, count, escapeHtml, flops, shape } from "./format.js";
 import { SchemaForm } from "./form.js";
+import { GraphView } from "./graph.js";
 import { LayerTable } from "./table.js";
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +27,7 @@ const state = {
   sharding: "fsdp",
   newTokens: 128,
   fitMode: "train",
+  view: "table", // or "graph"
 };
 let gpuCatalog = null; // GET /api/gpus
 let generated = null; // the generate report, for models that generate
@@ -50,8 +52,12 @@ const table = new LayerTable($("layer-table"), {
     state.layer = row.path;
     writeUrl();
     showLayer(row);
+    graph.select(row.path);
   },
 });
+// Clicking a node selects its layer in the table, which shows its worked formulas (and the reverse, above).
+const graph = new GraphView($("graph-view"), { onSelect: (path) => table.select(path) });
+let graphFor = null; // the request body the drawn graph answers
 
 function diffFromDefaults(values) {
   const out = {};
@@ -88,6 +94,7 @@ function readUrl() {
   state.gpus = Number.parseInt(params.get("g") || "1", 10) || 1;
   state.sharding = params.get("sh") || "fsdp";
   state.newTokens = Number.parseInt(params.get("nt") || "128", 10) || 128;
+  state.view = params.get("v") === "graph" ? "graph" : "table";
 }
 
 function writeUrl() {
@@ -105,6 +112,7 @@ function writeUrl() {
   if (state.gpus !== 1) params.set("g", String(state.gpus));
   if (state.sharding !== "fsdp") params.set("sh", state.sharding);
   if (state.newTokens !== 128) params.set("nt", String(state.newTokens));
+  if (state.view === "graph") params.set("v", "graph");
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
 
@@ -126,20 +134,31 @@ function trainingOptions() {
   return { checkpointing: state.checkpointing, gpus: state.gpus, ...(state.gpus > 1 ? { sharding: state.sharding } : {}) };
 }
 
+// What is on screen answers the previous request until the new answer arrives: dim it, so it cannot pass for
+// current (and keep it dimmed when the new request fails).
+const STALE = ["tiles", "table-view", "graph-view", "fits-panel", "charts-panel", "layer-detail"];
+function markStale(on, ids = STALE) {
+  for (const id of ids) $(id)?.classList.toggle("stale", on);
+}
+
 async function refresh() {
   writeUrl();
   const mine = ++generation;
+  memory = { inference: null, train: {} }; // the last model's saved bytes must not sit beside the new layers
+  markStale(true);
   try {
     const result = await post("/api/summary", selection(), { busyText: "Tracing the layers…" });
     if (mine !== generation) return;
     summary = result;
     clearError();
     renderSummary();
+    markStale(false, ["table-view", "layer-detail", "charts-panel"]);
   } catch (error) {
     if (mine === generation) showError(error);
     return;
   }
   await refreshMemory(mine);
+  if (mine === generation && memory.inference) markStale(false);
 }
 
 async function refreshMemory(mine) {
@@ -231,7 +250,7 @@ function setTile(id, value, sub) {
 function renderSummary() {
   const totals = summary.totals;
   const active = totals.active_params !== totals.params ? `${count(totals.active_params)} active per token · ` : "";
-  setTile("tile-params", count(totals.params), `${active}${count(totals.trainable_params)} trainable · ${bytes(totals.param_bytes)} at ${summary.dtype}`);
+  setTile("tile-params", count(totals.params), `${approx(totals.params)} · ${active}${count(totals.trainable_params)} trainable · ${bytes(totals.param_bytes)} at ${summary.dtype}`);
   setTile("tile-flops", flops(totals.flops), `${count(totals.macs)} MACs · batch ${summary.batch_size}`);
   setTile("tile-inference", "…", "");
   setTile("tile-training", "…", "");
@@ -242,6 +261,42 @@ function renderSummary() {
   if (row) table.select(row.path, { notify: false });
   showLayer(row);
   renderCharts();
+  if (state.view === "graph") loadGraph();
+}
+
+// ---------------------------------------------------------------- the graph view
+
+function setView(view) {
+  state.view = view;
+  writeUrl();
+  const graphView = view === "graph";
+  $("view-table").setAttribute("aria-pressed", String(!graphView));
+  $("view-graph").setAttribute("aria-pressed", String(graphView));
+  $("table-view").hidden = graphView;
+  $("table-tools").hidden = graphView;
+  $("graph-view").hidden = !graphView;
+  $("graph-tools").hidden = !graphView;
+  $("graph-note").hidden = !graphView;
+  if (graphView && summary) loadGraph();
+}
+
+async function loadGraph() {
+  const body = JSON.stringify(selection());
+  if (graphFor === body) return;
+  const mine = generation;
+  try {
+    const report = await post("/api/graph", selection(), { busyText: "Drawing the graph…" });
+    if (mine !== generation) return;
+    graphFor = body;
+    graph.setData(report);
+    graph.select(state.layer, { scroll: false });
+    const ops = report.nodes.filter((n) => n.kind === "op").length;
+    const collapsed = report.collapsed_by_default.length;
+    $("graph-note").textContent = `${report.nodes.length.toLocaleString("en-US")} nodes (${ops.toLocaleString("en-US")} ops that join, split or reshape data), ${report.edges.length.toLocaleString("en-US")} tensors. ${collapsed ? `${collapsed} repeated blocks start collapsed: double-click one, or press Enter on it, to open it.` : "Click a node to see its layer's formulas; ▾ collapses a block."}`;
+    $("graph-view").classList.remove("stale");
+  } catch (error) {
+    if (mine === generation) showError(error);
+  }
 }
 
 function savedByPath() {
@@ -293,7 +348,7 @@ function showLayer(row) {
     <dl class="facts">
       <dt>Input</dt><dd class="mono">${inputs}</dd>
       <dt>Output</dt><dd class="mono">${shape(row.output_shape)}</dd>
-      <dt>Parameters</dt><dd>${count(row.params_inclusive)}${row.params !== row.params_inclusive ? ` <span class="muted">(${count(row.params)} own)</span>` : ""}</dd>
+      <dt>Parameters</dt><dd>${count(row.params_inclusive)}${row.params !== row.params_inclusive ? ` <span class="muted">(${row.params ? `${count(row.params)} in this module itself, the rest in its sublayers` : "all in its sublayers"})</span>` : ""}</dd>
       <dt>FLOPs</dt><dd>${flops(row.flops_inclusive)} <span class="muted">= 2 × ${count(row.macs_inclusive)} MACs</span></dd>
       <dt>Output size</dt><dd>${bytes(row.output_bytes)}</dd>
       <dt>Saved for backward</dt><dd>${saved ? bytes(saved) : "–"}</dd>
@@ -316,32 +371,60 @@ function leafRows() {
   return summary.layers.filter((r) => r.calls && r.is_leaf);
 }
 
-function axisFor(rows) {
-  return { tickangle: -40, tickfont: { size: 10 }, showticklabels: rows.length <= 40, automargin: true };
+function axisFor(bars, title) {
+  return { title, tickangle: -40, tickfont: { size: 10 }, showticklabels: bars <= 60, automargin: true };
+}
+
+// Per-layer charts of a deep model read better per block ("layer1.0", "model.layers.7") or per stage.
+function groupKey(path, level) {
+  if (level === "layer") return path;
+  const parts = path.split(".");
+  const index = parts.findIndex((p) => /^\d+$/.test(p));
+  if (index < 0) return level === "stage" ? parts[0] : path;
+  return parts.slice(0, level === "block" ? index + 1 : Math.max(index, 1)).join(".");
+}
+
+function grouped(rows, value, level) {
+  const sums = new Map();
+  for (const row of rows) {
+    const key = groupKey(row.path || row.type, level);
+    sums.set(key, (sums.get(key) || 0) + value(row));
+  }
+  return { x: [...sums.keys()], y: [...sums.values()] };
+}
+
+function chartLevel(rows) {
+  const chosen = $("chart-group").value;
+  if (chosen !== "auto") return chosen;
+  return rows.length > 40 ? "block" : "layer";
 }
 
 function renderCharts() {
   const withParams = summary.layers.filter((r) => r.params > 0);
+  const level = chartLevel(withParams);
+  const per = { layer: "layer", block: "block", stage: "stage" }[level];
+  const params = grouped(withParams, (r) => r.params, level);
   draw($("chart-params"), [
     {
       type: "bar",
-      x: withParams.map((r) => r.path),
-      y: withParams.map((r) => r.params),
+      x: params.x,
+      y: params.y,
       marker: { color: palette[0] },
       hovertemplate: "%{x}<br>%{y:,} parameters<extra></extra>",
     },
-  ], { yaxis: { title: "parameters" }, xaxis: axisFor(withParams), margin: { l: 64, r: 16, t: 16, b: 96 } });
+  ], { yaxis: { title: "parameters (count)" }, xaxis: axisFor(params.x.length, per), margin: { l: 64, r: 16, t: 16, b: 96 } });
 
   const withFlops = summary.layers.filter((r) => r.flops > 0);
+  const work = grouped(withFlops, (r) => r.flops / 1e9, level);
   draw($("chart-flops"), [
     {
       type: "bar",
-      x: withFlops.map((r) => r.path || r.type),
-      y: withFlops.map((r) => r.flops),
+      x: work.x,
+      y: work.y,
       marker: { color: palette[1] },
-      hovertemplate: "%{x}<br>%{y:,} FLOPs<extra></extra>",
+      hovertemplate: "%{x}<br>%{y:,.3f} GFLOPs<extra></extra>",
     },
-  ], { yaxis: { title: "FLOPs" }, xaxis: axisFor(withFlops), margin: { l: 64, r: 16, t: 16, b: 96 } });
+  ], { yaxis: { title: "GFLOPs per forward" }, xaxis: axisFor(work.x.length, per), margin: { l: 64, r: 16, t: 16, b: 96 } });
 
   const leaves = leafRows();
   draw($("chart-activations"), [
@@ -354,7 +437,7 @@ function renderCharts() {
       line: { color: palette[2], shape: "hv" },
       hovertemplate: "%{text}<br>%{y:,.3f} MiB<extra></extra>",
     },
-  ], { yaxis: { title: "output, MiB" }, xaxis: { title: "layer, in order" } });
+  ], { yaxis: { title: "output size (MiB)" }, xaxis: { title: "layer, in order of execution" } });
 }
 
 function renderMemoryChart() {
@@ -379,7 +462,8 @@ function renderMemoryChart() {
   });
   draw($("chart-memory"), traces, {
     barmode: "stack",
-    yaxis: { title: "MiB at the peak" },
+    yaxis: { title: "memory at the peak (MiB)" },
+    xaxis: { title: "pass" },
     legend: { orientation: "v", x: 1.02, y: 1, font: { size: 11 } },
     margin: { l: 64, r: 8, t: 24, b: 48 },
   });
@@ -449,6 +533,8 @@ async function selectArchitecture(name, { keepConfig = false } = {}) {
 
 function bindControls() {
   const cards = [...document.querySelectorAll(".arch-card")];
+  // Arrows move the choice at once (a radio group) but load only once the key rests: three presses, one load.
+  const loadLater = debounce((name) => selectArchitecture(name), 450);
   cards.forEach((card, index) => {
     card.addEventListener("click", () => selectArchitecture(card.dataset.arch));
     card.addEventListener("keydown", (event) => {
@@ -456,8 +542,13 @@ function bindControls() {
       if (!step) return;
       event.preventDefault();
       const next = cards[(index + step + cards.length) % cards.length];
+      cards.forEach((c) => {
+        c.setAttribute("aria-checked", String(c === next));
+        c.classList.toggle("selected", c === next);
+        c.tabIndex = c === next ? 0 : -1;
+      });
       next.focus();
-      selectArchitecture(next.dataset.arch);
+      loadLater(next.dataset.arch);
     });
   });
   $("preset").addEventListener("change", () => {
@@ -520,6 +611,20 @@ function bindControls() {
     const button = event.target.closest("[data-max-batch]");
     if (button) findMaxBatch(button.dataset.maxBatch);
   });
+  $("chart-group").addEventListener("change", () => summary && renderCharts());
+  $("view-table").addEventListener("click", () => setView("table"));
+  $("view-graph").addEventListener("click", () => setView("graph"));
+  $("graph-expand").addEventListener("click", () => graph.expandAll());
+  $("graph-collapse").addEventListener("click", () => graph.collapseBlocks());
+  $("export-svg").addEventListener("click", () => {
+    const text = graph.svgText();
+    if (text) download(`${state.arch}-graph.svg`, text, "image/svg+xml");
+  });
+  $("export-png").addEventListener("click", async () => {
+    const blob = await graph.pngBlob();
+    if (blob) download(`${state.arch}-graph.png`, blob, "image/png");
+  });
+  $("layer-search").addEventListener("input", () => table.search($("layer-search").value));
   $("expand-all").addEventListener("click", () => table.expandAll());
   $("collapse-all").addEventListener("click", () => table.collapseAll());
   $("export-json").addEventListener("click", () => {
@@ -547,6 +652,7 @@ function init() {
   $("sharding").disabled = state.gpus === 1;
   $("new-tokens").value = String(state.newTokens);
   bindControls();
+  setView(state.view);
   selectArchitecture(state.arch, { keepConfig: true });
 }
 

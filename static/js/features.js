@@ -6,6 +6,8 @@ import { clearError, showError as showBanner } from "./errors.js";
 import { escapeHtml, shape } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
+// Four decimals, and no "-0.0000" for a value that rounds to zero.
+const fixed = (value) => (Math.abs(value) < 5e-5 ? 0 : value).toFixed(4);
 const state = { arch: "alexnet", preset: "", weights: "", sample: "cat", input: "sample" };
 let info = null;
 let sources = []; // the weights this architecture can use, with their facts
@@ -79,14 +81,19 @@ async function send(extra = {}) {
 async function run() {
   writeUrl();
   const mine = ++generation;
+  // The maps on screen belong to the previous choice until this run answers: dim them and say whose they are.
+  $("fm-layers").classList.add("stale");
   try {
     const report = await send();
     if (mine !== generation) return;
     lastReport = report;
     clearError($("error"));
     render(report);
+    $("fm-layers").classList.remove("stale");
   } catch (error) {
-    if (mine === generation) showError(error);
+    if (mine !== generation) return;
+    const shown = lastReport ? ` The maps below are still ${lastReport.architecture}'s, from the previous run.` : "";
+    showBanner($("error"), error, { title: "The model could not run", note: shown, retry: run });
   }
 }
 
@@ -158,12 +165,12 @@ async function showChannel(layerPath, index) {
         hovertemplate: "row %{y}, column %{x}: %{z:.4f}<extra></extra>",
       },
     ], {
-      xaxis: { constrain: "domain" },
-      yaxis: { autorange: "reversed", scaleanchor: "x", constrain: "domain" },
-      margin: { l: 40, r: 16, t: 8, b: 32 },
+      xaxis: { title: "column (pixel)", constrain: "domain" },
+      yaxis: { title: "row (pixel)", autorange: "reversed", scaleanchor: "x", constrain: "domain" },
+      margin: { l: 56, r: 16, t: 8, b: 48 },
     });
-    $("channel-stats").innerHTML = `<dt>min</dt><dd>${stats.min.toFixed(4)}</dd><dt>max</dt><dd>${stats.max.toFixed(4)}</dd>
-      <dt>mean</dt><dd>${stats.mean.toFixed(4)}</dd><dt>zeros</dt><dd>${(100 * stats.zero_fraction).toFixed(1)}%</dd>`;
+    $("channel-stats").innerHTML = `<dt>min</dt><dd>${fixed(stats.min)}</dd><dt>max</dt><dd>${fixed(stats.max)}</dd>
+      <dt>mean</dt><dd>${fixed(stats.mean)}</dd><dt>zeros</dt><dd>${(100 * stats.zero_fraction).toFixed(1)}%</dd>`;
     $("channel-panel").scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (error) {
     showError(error);

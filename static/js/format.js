@@ -5,6 +5,16 @@ export function count(value) {
   return Math.round(value).toLocaleString("en-US");
 }
 
+// The short form beside an exact count: 62,378,344 -> "62.4M".
+export function approx(value) {
+  if (value === null || value === undefined) return "–";
+  const units = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "k"]];
+  for (const [scale, unit] of units) {
+    if (Math.abs(value) >= scale) return `${(value / scale).toLocaleString("en-US", { maximumFractionDigits: 1 })}${unit}`;
+  }
+  return count(value);
+}
+
 export function bytes(value) {
   if (value === null || value === undefined) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -22,6 +22,8 @@ export class LayerTable {
     this.sort = null; // {key, dir}
     this.selected = null;
     this.saved = new Map();
+    this.filter = ""; // a search: matching rows, flat
+    this.focusPath = null; // the one row in the Tab order (a roving tabindex)
     table.addEventListener("click", (event) => this.#click(event));
     table.addEventListener("keydown", (event) => this.#key(event));
   }
@@ -49,6 +51,7 @@ export class LayerTable {
 
   select(path, { notify = true } = {}) {
     this.selected = path;
+    this.focusPath = path;
     // Open the ancestors so the selected row is visible.
     let parent = this.rows.find((r) => r.path === path)?.parent;
     while (parent !== null && parent !== undefined) {
@@ -58,6 +61,11 @@ export class LayerTable {
     this.#draw();
     const row = this.rows.find((r) => r.path === path);
     if (row && notify) this.onSelect(row);
+  }
+
+  search(text) {
+    this.filter = text.trim().toLowerCase();
+    this.#draw();
   }
 
   expandAll() {
@@ -87,6 +95,9 @@ export class LayerTable {
   }
 
   #visibleRows() {
+    if (this.filter) {
+      return this.rows.filter((r) => `${r.path} ${r.type}`.toLowerCase().includes(this.filter));
+    }
     if (this.sort) {
       const key = this.sort.key;
       const value = (row) =>
@@ -125,19 +136,22 @@ export class LayerTable {
       const title = c.title ? ` title="${c.title}"` : "";
       return `<th scope="col" class="${c.numeric ? "num" : ""}" aria-sort="${aria}"${title}>${label}</th>`;
     }).join("");
-    const body = this.#visibleRows()
-      .map((row) => this.#rowHtml(row))
-      .join("");
-    this.table.innerHTML = `<thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
+    const rows = this.#visibleRows();
+    // One row takes part in the Tab order (the selected one, else the first); arrows move between rows.
+    const focusable = rows.find((r) => r.path === this.focusPath) || rows.find((r) => r.path === this.selected) || rows[0];
+    this.focusPath = focusable ? focusable.path : null;
+    const body = rows.map((row) => this.#rowHtml(row)).join("");
+    const empty = this.filter && !rows.length ? `<tr><td colspan="${COLUMNS.length}" class="muted">No layer matches “${escapeHtml(this.filter)}”.</td></tr>` : "";
+    this.table.innerHTML = `<thead><tr>${head}</tr></thead><tbody>${body}${empty}</tbody>`;
   }
 
   #rowHtml(row) {
-    const flat = Boolean(this.sort);
+    const flat = Boolean(this.sort || this.filter);
     const hasChildren = this.children.has(row.path);
     const open = !this.collapsed.has(row.path);
     const indent = flat ? 0 : row.depth;
     const toggle = !flat && hasChildren
-      ? `<button type="button" class="tree-toggle" data-toggle="${escapeHtml(row.path)}" aria-expanded="${open}" aria-label="${open ? "Collapse" : "Expand"} ${escapeHtml(row.path || row.name)}">${open ? "▾" : "▸"}</button>`
+      ? `<button type="button" class="tree-toggle" data-toggle="${escapeHtml(row.path)}" aria-expanded="${open}" aria-label="${open ? "Collapse" : "Expand"} ${escapeHtml(row.path || row.name)}" tabindex="-1">${open ? "▾" : "▸"}</button>`
       : `<span class="tree-spacer"></span>`;
     const name = flat ? row.path || row.name : row.name;
     const params = row.params_inclusive;
@@ -145,7 +159,7 @@ export class LayerTable {
     const selected = this.selected === row.path ? " selected" : "";
     const unused = row.calls === 0 && row.is_leaf ? " unused" : "";
     const shared = row.shared_params.length ? ` <span class="badge" title="${escapeHtml(row.shared_params.join("; "))}">tied</span>` : "";
-    return `<tr class="layer-row${selected}${unused}${hasChildren ? " container" : ""}" data-path="${escapeHtml(row.path)}" tabindex="0" aria-selected="${Boolean(selected)}">
+    return `<tr class="layer-row${selected}${unused}${hasChildren ? " container" : ""}" data-path="${escapeHtml(row.path)}" tabindex="${row.path === this.focusPath ? 0 : -1}" aria-selected="${Boolean(selected)}"${hasChildren && !flat ? ` aria-expanded="${open}"` : ""}>
       <td class="name" style="--depth:${indent}">${toggle}<span class="layer-name" title="${escapeHtml(row.path || row.name)}">${escapeHtml(name)}</span>${shared}</td>
       <td class="type">${escapeHtml(row.type)}</td>
       <td class="shape mono">${row.calls ? shape(row.output_shape) : row.is_leaf ? "unused" : "–"}</td>
@@ -185,19 +199,35 @@ export class LayerTable {
     const row = event.target.closest("tr[data-path]");
     if (!row) return;
     const path = row.dataset.path;
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      this.select(path);
-      this.table.querySelector(`tr[data-path="${CSS.escape(path)}"]`)?.focus();
-    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-      event.preventDefault();
-      const next = event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
-      next?.focus();
-    } else if ((event.key === "ArrowRight" || event.key === "ArrowLeft") && this.children.has(path)) {
-      if (event.key === "ArrowRight") this.collapsed.delete(path);
+    const toggle = event.target.closest("[data-toggle]");
+    const focusRow = (target) => {
+      this.focusPath = target;
+      this.table.querySelectorAll("tr[data-path]").forEach((tr) => (tr.tabIndex = tr.dataset.path === target ? 0 : -1));
+      this.table.querySelector(`tr[data-path="${CSS.escape(target)}"]`)?.focus();
+    };
+    if ((event.key === "Enter" || event.key === " ") && toggle) {
+      event.preventDefault(); // the toggle's own key: open or close, keep the focus on it
+      if (this.collapsed.has(path)) this.collapsed.delete(path);
       else this.collapsed.add(path);
       this.#draw();
-      this.table.querySelector(`tr[data-path="${CSS.escape(path)}"]`)?.focus();
+      this.table.querySelector(`[data-toggle="${CSS.escape(path)}"]`)?.focus();
+    } else if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      this.focusPath = path;
+      this.select(path);
+      focusRow(path);
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp" || event.key === "Home" || event.key === "End") {
+      event.preventDefault();
+      const all = [...this.table.querySelectorAll("tr[data-path]")];
+      const next = { ArrowDown: row.nextElementSibling, ArrowUp: row.previousElementSibling, Home: all[0], End: all.at(-1) }[event.key];
+      if (next?.dataset.path !== undefined) focusRow(next.dataset.path);
+    } else if ((event.key === "ArrowRight" || event.key === "ArrowLeft") && this.children.has(path)) {
+      event.preventDefault();
+      if (event.key === "ArrowRight") this.collapsed.delete(path);
+      else this.collapsed.add(path);
+      this.focusPath = path;
+      this.#draw();
+      focusRow(path);
     }
   }
 }

@@ -8,9 +8,11 @@ export function currentTheme() {
 }
 
 if (toggle) {
+  toggle.setAttribute("aria-pressed", String(currentTheme() === "dark")); // pressed: the dark theme is on
   toggle.addEventListener("click", () => {
     const next = currentTheme() === "dark" ? "light" : "dark";
     root.dataset.theme = next;
+    toggle.setAttribute("aria-pressed", String(next === "dark"));
     localStorage.setItem("layerscope-theme", next);
     window.dispatchEvent(new CustomEvent("themechange", { detail: next }));
   });

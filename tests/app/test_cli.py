@@ -107,3 +107,15 @@ def test_features_and_attention_commands(capsys: pytest.CaptureFixture[str], tmp
     assert main(["attention", "gpt", "--preset", "nano", "--text", "Attention is all you need."]) == 0
     out = capsys.readouterr().out
     assert "blocks.0.attn (causal)" in out and "4 attention layers" in out
+
+
+def test_graph_lists_the_joins_and_writes_dot(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "resnet"]) == 0
+    text = capsys.readouterr().out
+    assert "8 ops between them" in text
+    assert "layer2.0: add(layer2.0.bn2 1x128x28x28, layer2.0.downsample.1 1x128x28x28)" in text
+    assert main(["graph", "resnet", "--dot"]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith('digraph "ResNet"') and "subgraph cluster_" in dot and dot.count(" -> ") == 78
+    assert main(["graph", "lenet5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"][0]["kind"] == "input"

@@ -140,23 +140,97 @@ def test_keyboard_moves_between_architectures(page) -> None:
     page.goto("/?a=mlp")
     expect_text(tile(page, "params"), "22,401")
     page.get_by_role("radio", name="Multilayer perceptron").focus()
-    page.keyboard.press("ArrowDown")
-    expect_text(tile(page, "params"), "61,706")  # LeNet-5
-    assert page.get_by_role("radio", name="LeNet-5").get_attribute("aria-checked") == "true"
+    loads: list[str] = []
+    page.on("request", lambda r: loads.append(r.url) if r.url.endswith("/api/summary") else None)
+    for _ in range(3):  # MLP -> LeNet-5 -> AlexNet -> VGG: one load, once the key rests
+        page.keyboard.press("ArrowDown")
+    assert page.get_by_role("radio", name="VGG").get_attribute("aria-checked") == "true"
+    expect_text(tile(page, "params"), "138,357,544")  # VGG-16
+    assert len(loads) == 1, loads
 
 
 def test_dark_theme_and_phone_width(browser, live_server, output_dir) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server, color_scheme="dark")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, base_url=live_server, color_scheme="dark", bypass_csp=True
+    )
     page = context.new_page()
     page.goto("/?a=lenet5")
     expect_text(page.locator("#tile-params [data-value]"), "61,706")
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400, f"the page scrolls sideways at phone width ({width} px)"
+    assert page.locator("#theme-toggle").get_attribute("aria-pressed") == "true"
+    # one line of header, and the figures right after the architecture choice
+    assert page.locator(".topbar").bounding_box()["height"] < 80
+    assert page.locator("#tiles").bounding_box()["y"] < 500
     page.locator("#theme-toggle").click()
     assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    assert page.locator("#theme-toggle").get_attribute("aria-pressed") == "false"
     page.screenshot(path=str(output_dir / "explorer-phone.png"), full_page=False)
+    for path in ("/build", "/compare", "/features", "/attention", "/labs"):
+        page.goto(path)
+        page.locator("main").wait_for()
+        wait_idle(page)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"{path} scrolls sideways at phone width ({width} px)"
     context.close()
+
+
+def test_every_chart_has_titled_axes(page) -> None:
+    """Plotly ignores a bare string title: every axis must carry its title as text, with its unit."""
+    page.goto("/?a=resnet")
+    wait_idle(page)
+    for chart in ("params", "flops", "activations", "memory"):
+        page.locator(f"#chart-{chart} .main-svg").first.wait_for(timeout=30_000)
+    titles = {
+        chart: page.locator(f"#chart-{chart} .g-xtitle, #chart-{chart} .g-ytitle").all_text_contents()
+        for chart in ("params", "flops", "activations", "memory")
+    }
+    assert titles["flops"] == ["block", "GFLOPs per forward"], titles  # past 40 layers: a bar per block
+    assert "output size (MiB)" in titles["activations"] and "memory at the peak (MiB)" in titles["memory"], titles
+    assert all(len(both) == 2 and all(both) for both in titles.values()), titles
+    page.locator("#chart-group").select_option("stage")
+    expect_text(page.locator("#chart-params .g-xtitle"), "stage")
+
+
+def test_keyboard_opens_tree_rows_and_tabs_once_into_the_table(page) -> None:
+    page.goto("/?a=alexnet")
+    expect_text(tile(page, "params"), "62,378,344")
+    # one row of the table is in the Tab order (a roving tabindex), not all 26
+    assert page.locator("#layer-table tr[tabindex='0']").count() == 1
+    toggle = page.locator('[data-toggle="features"]')
+    toggle.focus()
+    page.keyboard.press("Enter")
+    page.locator('tr[data-path="features"][aria-expanded="false"]').wait_for()
+    assert page.locator('tr[data-path="features.conv1"]').count() == 0
+    page.locator('[data-toggle="features"]').focus()
+    page.keyboard.press(" ")
+    page.locator('tr[data-path="features.conv1"]').wait_for()
+    page.locator("#layer-search").fill("pool")
+    assert page.locator("#layer-table tr[data-path]").count() == 3
+
+
+def test_stale_results_are_dimmed_until_the_new_answer(page) -> None:
+    page.goto("/?a=alexnet")
+    expect_text(tile(page, "params"), "62,378,344")
+    wait_idle(page)
+    page.route("**/api/summary", lambda route: route.fulfill(status=422, json={"detail": "bad", "field": "input"}))
+    page.locator("#batch-size").fill("3")
+    page.locator("#error").wait_for(state="visible")
+    assert "stale" in page.locator("#table-view").get_attribute("class")
+    assert "stale" in page.locator("#tiles").get_attribute("class")
+    expect_text(page.locator(".field-error"), "bad")  # next to the field, not only in the banner
+    page.unroute("**/api/summary")
+    page.locator("#batch-size").fill("2")
+    expect_text(tile(page, "flops"), "4.54 GFLOPs")  # twice AlexNet's 2.27 at batch 1
+    page.wait_for_function("!document.getElementById('table-view').classList.contains('stale')")
+    assert page.locator(".field-error").count() == 0
+
+
+def test_a_missing_page_is_a_page(page) -> None:
+    response = page.goto("/no-such-page")
+    assert response.status == 404
+    expect_text(page.locator("main"), "No page here")
 
 
 def test_hugging_face_presets_and_a_pasted_config(page, output_dir) -> None:
@@ -201,6 +275,47 @@ def test_fits_on_panel_and_the_largest_batch(page, output_dir) -> None:
     wait_idle(page)
     expect_text(table, "per GPU, 4 × fsdp")
     page.screenshot(path=str(output_dir / "fits.png"), full_page=True)
+
+
+def test_graph_shows_resnets_residual_joins_and_selects_with_the_table(page, output_dir) -> None:
+    page.goto("/?a=resnet&v=graph")
+    view = page.locator("#graph-view")
+    view.locator(".graph-op").first.wait_for(timeout=60_000)
+    adds = view.locator(".graph-op", has_text="add")
+    assert adds.count() == 8
+    assert view.locator('[data-path="layer2.0.downsample.0"]').count() == 1
+    expect_text(view.locator('[data-path="layer2.0.downsample.0"]'), "1×128×28×28")
+    # a node selects its row and shows its formulas, and the URL keeps it
+    view.locator('.graph-node[data-path="layer3.0.conv1"]').click()
+    expect_text(page.locator("#layer-detail"), "layer3.0.conv1")
+    assert "l=layer3.0.conv1" in page.url and "v=graph" in page.url
+    # and the table selects the node
+    page.locator("#view-table").click()
+    page.locator('tr[data-path="fc"]').click()
+    page.locator("#view-graph").click()
+    page.locator('.graph-node.graph-selected[data-path="fc"]').wait_for()
+    with page.expect_download() as svg:
+        page.locator("#export-svg").click()
+    assert svg.value.suggested_filename == "resnet-graph.svg"
+    assert "<svg" in Path(svg.value.path()).read_text()
+    with page.expect_download() as png:
+        page.locator("#export-png").click()
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page.screenshot(path=str(output_dir / "graph-resnet.png"), full_page=True)
+
+
+def test_graph_of_a_deep_model_starts_collapsed_and_expands(page, output_dir) -> None:
+    page.goto("/?a=huggingface&c=%7B%22preset%22%3A%22llama-3.1-8b%22%7D&s=16&v=graph")
+    view = page.locator("#graph-view")
+    blocks = view.locator(".graph-collapsed")
+    blocks.first.wait_for(timeout=90_000)
+    assert blocks.count() == 32
+    before = view.locator(".graph-node").count()
+    blocks.first.dblclick()
+    view.locator(".graph-box").first.wait_for()
+    assert view.locator(".graph-node").count() > before
+    assert view.locator(".graph-collapsed").count() == 31
+    page.screenshot(path=str(output_dir / "graph-llama.png"))
 
 
 def test_open_the_pooling_lab_from_the_explorer_and_edit_it(page, output_dir) -> None:
