@@ -13,17 +13,19 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
-# torch first: the largest layer, and the one that changes least.
+# torch first: the largest layer, and the one that changes least. pip's default index serves everything else; the
+# CPU flavour names only the CPU wheel index, as the extra one.
 RUN if [ "$TORCH_FLAVOR" = "cuda" ]; then \
         pip install --no-cache-dir "torch==${TORCH_VERSION}"; \
     else \
-        pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}" \
-            --extra-index-url https://pypi.org/simple; \
+        pip install --no-cache-dir "torch==${TORCH_VERSION}+cpu" --extra-index-url "${TORCH_CPU_INDEX}"; \
     fi
-# Then the other dependencies, read from pyproject.toml: a change to the code does not reinstall them.
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('torch')))" > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt \
+# Then every other dependency at the version in the lock file (make lock), so a rebuild next month is the same
+# image. The lock pins the CPU torch; the CUDA flavour keeps the torch installed above.
+COPY requirements.lock ./
+RUN grep -v '^torch==' requirements.lock > deps.txt \
+    && pip install --no-cache-dir --no-deps -r deps.txt \
+    && pip check \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------- runtime: the venv and the code, no build tools

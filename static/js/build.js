@@ -112,6 +112,16 @@ function suggest(type, out) {
   return { ...(table[type] || {}) };
 }
 
+// The layer(s) to insert for a chosen type after an output of shape `before`. A Linear acts on the last axis
+// only: after a (B, C, H, W) output the usual intent is a Flatten first, so one is added, and the page says so.
+function placed(type, before) {
+  $("build-note").textContent = "";
+  if (type !== "Linear" || before.length <= 2) return [{ type, ...suggest(type, before) }];
+  const features = before.slice(1).reduce((a, b) => a * b, 1);
+  $("build-note").textContent = `Added a Flatten before the Linear: after an output of ${shape(before)}, a Linear would act on the last axis only (${before.at(-1)} features); flattened, it sees all ${features.toLocaleString("en-US")}. Remove the Flatten if the last axis is what you meant.`;
+  return [{ type: "Flatten" }, { type: "Linear", in_features: features, out_features: 64 }];
+}
+
 // ---------------------------------------------------------------- rendering
 
 function argsHtml(layer, where) {
@@ -249,16 +259,7 @@ function bind() {
     if (!select) return;
     const { list, index, path } = locate(select.dataset.typeFor);
     const before = (index > 0 ? shapes.get(modulePath(path, index - 1)) : null) || [batch, ...spec.input_shape];
-    $("build-note").textContent = "";
-    if (select.value === "Linear" && before.length > 2) {
-      // A Linear acts on the last axis only: after (B, C, H, W) the usual intent is a Flatten first.
-      const features = before.slice(1).reduce((a, b) => a * b, 1);
-      list.splice(index, 0, { type: "Flatten" });
-      list[index + 1] = { type: "Linear", in_features: features, out_features: 64 };
-      $("build-note").textContent = `Added a Flatten before the Linear: after an output of ${shape(before)}, a Linear would act on the last axis only (${before.at(-1)} features); flattened it sees all ${features.toLocaleString("en-US")}. Remove the Flatten if the last axis is what you meant.`;
-    } else {
-      list[index] = { type: select.value, ...suggest(select.value, before) };
-    }
+    list.splice(index, 1, ...placed(select.value, before));
     update();
   });
   $("layer-list").addEventListener("input", (event) => {
@@ -273,8 +274,7 @@ function bind() {
     laterQuiet();
   });
   $("add-layer").addEventListener("click", () => {
-    const type = $("new-type").value;
-    spec.layers.push({ type, ...suggest(type, lastOutput || [batch, ...spec.input_shape]) });
+    spec.layers.push(...placed($("new-type").value, lastOutput || [batch, ...spec.input_shape]));
     update();
   });
   $("clear-layers").addEventListener("click", () => {

@@ -48,7 +48,11 @@ def test_dockerfile_shape() -> None:
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, flags=re.M), "a non-root numeric user"
     assert "EXPOSE 8000" in DOCKERFILE and "/api/health" in DOCKERFILE
     copy_code = DOCKERFILE.index("COPY app ./app")
-    assert DOCKERFILE.index("pip install --no-cache-dir -r requirements.txt") < copy_code, "dependencies before code"
+    assert DOCKERFILE.index("-r deps.txt") < copy_code, "dependencies before code"
+    assert "COPY requirements.lock" in DOCKERFILE, "dependencies from the lock file"
+    assert "pypi.org" not in DOCKERFILE and '--extra-index-url "${TORCH_CPU_INDEX}"' in DOCKERFILE, (
+        "pip's default index is not named; the CPU wheel index is the only extra one"
+    )
     runtime = DOCKERFILE[DOCKERFILE.index("AS runtime") :]
     assert "pip install" not in runtime and "apt-get" not in runtime, "no build tools in the final stage"
     assert "ARG TORCH_FLAVOR=cpu" in DOCKERFILE
@@ -194,3 +198,29 @@ def test_manifests_match_the_app_and_the_budget() -> None:
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
     hpa = docs[("HorizontalPodAutoscaler", "layerscope")]["spec"]
     assert hpa["metrics"][0]["resource"]["name"] == "cpu" and hpa["scaleTargetRef"]["name"] == "layerscope"
+
+
+def test_lock_files_pin_every_dependency_within_pyproject() -> None:
+    """requirements.lock pins the runtime dependencies, requirements-test.lock those and the test tools: every
+    name pyproject.toml asks for, at a version its specifier accepts."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def pins(name: str) -> dict[str, Version]:
+        lines = (ROOT / name).read_text().splitlines()
+        pairs = (line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+        return {canonicalize_name(n.strip()): Version(v.strip()) for n, v in pairs}
+
+    runtime, test = pins("requirements.lock"), pins("requirements-test.lock")
+    for wanted, locked in ((project["dependencies"], runtime), (project["optional-dependencies"]["test"], test)):
+        for line in wanted:
+            requirement = Requirement(line)
+            version = locked[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version, prereleases=True), (requirement, version)
+    assert all(test[name] == version for name, version in runtime.items()), "the test lock extends the runtime one"
+    assert str(runtime["torch"]).startswith("2.13.0")

@@ -388,6 +388,25 @@ def test_build_a_three_layer_model(page, output_dir) -> None:
     assert '"Flatten"' in spec and '"Linear"' in spec
 
 
+def test_build_offers_a_flatten_and_keeps_the_explorer_link_current(page) -> None:
+    page.goto("/build")
+    page.locator("#clear-layers").click()
+    page.locator("#input-shape").fill("3, 8, 8")
+    page.locator("#new-type").select_option("MaxPool2d")
+    page.locator("#add-layer").click()
+    wait_idle(page)
+    expect_text(page.locator('[data-shape-for="0"]'), "1 × 3 × 4 × 4")
+    page.locator("#new-type").select_option("Linear")
+    page.locator("#add-layer").click()
+    expect_text(page.locator("#build-note"), "Added a Flatten")
+    expect_text(page.locator('[data-shape-for="2"]'), "1 × 64")  # Linear(48 -> 64) after the Flatten
+    expect_text(page.locator("#tile-params [data-value]"), "3,136")  # 48*64 + 64
+    page.locator('input[data-arg="out_features"]').fill("10")
+    page.wait_for_function(
+        "decodeURIComponent(document.getElementById('open-explorer').href).includes('\"out_features\":10')"
+    )
+
+
 def test_edit_a_layer_inside_a_residual_block(page) -> None:
     """The default model's residual block: its convolution's arguments are edited in place."""
     page.goto("/build")

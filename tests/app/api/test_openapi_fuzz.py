@@ -18,6 +18,10 @@ app = create_app(
     Settings(access_log=False, memory_budget_mb=64, real_run_timeout_s=2.0, request_timeout_s=3.0, max_modules=2000)
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+# The same API for the sizing operations, without the coverage phase: its boundary cases there (the largest
+# batch, 1,024 GPUs) are each a trace of many seconds; random cases still reach them.
+sizing_schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+sizing_schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
 @schemathesis.check
@@ -29,7 +33,18 @@ def no_server_error_but_a_deadline(ctx, response, case) -> None:
         assert body["detail"] and "Traceback" not in body["detail"]
 
 
-@schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+# Sizing a model (memory of every optimizer, the largest batch, a step's time, comparisons) traces it several
+# times per request: fewer generated cases, and no coverage phase, keep the run within a minute.
+COSTLY = r"^/api/(max-batch|step-time|memory|compare)"
+
+
+@schema.exclude(path_regex=COSTLY).parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_never_fails_and_matches_its_schema(case) -> None:
+    case.call_and_validate(checks=[no_server_error_but_a_deadline, response_schema_conformance])
+
+
+@sizing_schema.include(path_regex=COSTLY).parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_sizing_never_fails_and_matches_its_schema(case) -> None:
     case.call_and_validate(checks=[no_server_error_but_a_deadline, response_schema_conformance])
