@@ -249,9 +249,12 @@ def _node(
 
 
 def _repeated_modules(model: nn.Module) -> set[int]:
-    """Children of a container that has several children of one type: the blocks of a stack."""
+    """Blocks of a stack: children of a ModuleList or Sequential with several siblings of their type (not, say,
+    ResNet's four stages, which are attributes of the model)."""
     repeated: set[int] = set()
     for module in model.modules():
+        if not isinstance(module, nn.ModuleList | nn.Sequential):
+            continue
         children = list(module.children())
         by_type: dict[type, list[nn.Module]] = {}
         for child in children:
