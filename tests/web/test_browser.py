@@ -339,6 +339,32 @@ def test_open_the_pooling_lab_from_the_explorer_and_edit_it(page, output_dir) ->
     page.screenshot(path=str(output_dir / "lab-pooling.png"), full_page=True)
 
 
+@pytest.mark.parametrize(
+    ("url", "row", "lab", "field", "value", "expected"),
+    [
+        ("/?a=alexnet", "features.conv1", "convolution", "stride", "2", "-3"),  # top-left window is unchanged
+        ("/?a=resnet", "bn1", "batchnorm", "momentum", "0.5", "1.5"),  # running mean after 1 step: 0.5 * 3
+        ("/?a=gpt", "blocks.0.attn", "attention", "causal", None, "-inf above the diagonal"),
+        ("/?a=transformer", "positional", "positional-encoding", "d_model", "8", "(1, 0.1, 0.01, 0.001)"),
+    ],
+)
+def test_explorer_rows_open_their_lab_and_the_lab_takes_edits(page, url, row, lab, field, value, expected) -> None:
+    page.goto(f"{url}&l={row}")  # the URL's selection opens the row, even inside a collapsed block
+    page.locator(f'tr[data-path="{row}"][aria-selected="true"]').wait_for()
+    page.locator(f'#layer-detail a.lab-link[data-lab="{lab}"]').click()
+    page.wait_for_url(f"**/labs?lab={lab}*")
+    page.locator("#lab-steps li").first.wait_for()
+    wait_idle(page)
+    control = page.locator(f'#lab-form [name="{field}"]')
+    if value is None:
+        control.check(force=True)  # a switch, drawn over its checkbox
+    else:
+        control.fill(value)
+    expect_text(page.locator("main"), expected)
+    page.wait_for_function(f"location.search.includes({field!r})")
+    assert page.locator("#error").is_hidden()
+
+
 def test_every_lab_opens_and_dropout_follows_an_edit(page) -> None:
     page.goto("/labs?lab=dropout")
     outputs = page.locator("#lab-outputs")
