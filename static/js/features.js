@@ -144,7 +144,7 @@ function renderPrediction(report) {
     },
   ], {
     yaxis: { title: "probability", range: [0, 1], tickformat: ".0%" },
-    xaxis: { type: "category", title: trained ? "class" : report.weights.source === "random" ? "class index (random weights: meaningless)" : "class index" },
+    xaxis: { type: "category", title: trained ? "class" : report.weights.source === "random" ? "class (random weights: meaningless)" : "class index" },
     margin: { l: 56, r: 8, t: 8, b: 48 },
   });
   $("fm-prediction").dataset.top = report.prediction.top[0].label;

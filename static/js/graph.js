@@ -169,7 +169,7 @@ export class GraphView {
       const container = n.kind === "module" && !n.leaf;
       const fill = n.kind === "op" ? color("--graph-op", "#fff4e0") : n.kind === "module" ? surface : color("--graph-io", "#e8f3ec");
       const tip = `${n.path || n.type} (${n.type})${n.params ? ` · ${n.params.toLocaleString("en-US")} parameters` : ""}${n.flops ? ` · ${n.flops.toLocaleString("en-US")} FLOPs` : ""}${container ? " · double-click or Enter to expand" : ""}`;
-      parts.push(`<g class="graph-node graph-${n.kind}${container ? " graph-collapsed" : ""}" data-id="${n.id}" data-path="${escapeHtml(n.path)}" data-kind="${n.kind}"${container ? ' data-container="1"' : ""} tabindex="0" role="button" aria-label="${escapeHtml(tip)}">
+      parts.push(`<g class="graph-node graph-${n.kind}${container ? " graph-collapsed" : ""}" data-id="${n.id}" data-path="${escapeHtml(n.path)}" data-kind="${n.kind}"${container ? ' data-container="1"' : ""} tabindex="-1" role="button" aria-label="${escapeHtml(tip)}">
         <title>${escapeHtml(tip)}</title>
         <rect x="${x}" y="${y}" width="${item.width}" height="${item.height}" rx="${n.kind === "op" ? 14 : 5}" fill="${fill}" stroke="${container ? accent : muted}" stroke-width="${container ? 1.6 : 1}"/>
         <text x="${item.x}" y="${y + 15}" text-anchor="middle" font-size="11" font-family="ui-monospace, monospace" fill="${ink}">${escapeHtml(item.title)}</text>
@@ -179,6 +179,7 @@ export class GraphView {
     svg.innerHTML = parts.join("");
     this.container.replaceChildren(svg);
     this.svg = svg;
+    this.#roving(svg.querySelector(".graph-node"));
     if (this.selected) this.select(this.selected, { notify: false, scroll: false });
   }
 
@@ -198,6 +199,7 @@ export class GraphView {
       first = shown ? this.svg.querySelector(`[data-id="${shown.id}"]`) : null;
       if (first) first.classList.add("graph-selected");
     }
+    if (first?.classList.contains("graph-node")) this.#roving(first);
     if (first && scroll) first.scrollIntoView({ block: "nearest", inline: "nearest" });
     if (notify && path !== null) this.onSelect(path);
   }
@@ -212,8 +214,27 @@ export class GraphView {
     if (node) this.select(node.dataset.path, { notify: true, scroll: false });
   }
 
+  // One node is in the Tab order (the selected one, else the first); arrows move between nodes in drawing order.
+  #roving(node) {
+    if (!this.svg || !node) return;
+    this.svg.querySelectorAll(".graph-node[tabindex='0']").forEach((el) => (el.tabIndex = -1));
+    node.tabIndex = 0;
+  }
+
   #key(event) {
     const target = event.target.closest("[data-id], [data-toggle]");
+    const step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
+    if (target && step && target.classList.contains("graph-node")) {
+      event.preventDefault();
+      const nodes = [...this.svg.querySelectorAll(".graph-node")];
+      const next = nodes[nodes.indexOf(target) + step];
+      if (next) {
+        this.#roving(next);
+        next.focus();
+        next.scrollIntoView({ block: "nearest", inline: "nearest" });
+      }
+      return;
+    }
     if (!target || (event.key !== "Enter" && event.key !== " ")) return;
     event.preventDefault();
     if (target.dataset.toggle) this.toggle(target.dataset.toggle);

@@ -285,6 +285,16 @@ def test_graph_shows_resnets_residual_joins_and_selects_with_the_table(page, out
     assert adds.count() == 8
     assert view.locator('[data-path="layer2.0.downsample.0"]').count() == 1
     expect_text(view.locator('[data-path="layer2.0.downsample.0"]'), "1×128×28×28")
+    # one node is a Tab stop; arrows walk the nodes, Enter selects
+    assert view.locator(".graph-node[tabindex='0']").count() == 1
+    first = view.locator(".graph-node[tabindex='0']")
+    start = first.get_attribute("data-path")
+    first.focus()
+    page.keyboard.press("ArrowDown")
+    reached = page.evaluate("document.activeElement.dataset.path")
+    assert reached and reached != start
+    page.keyboard.press("Enter")
+    expect_text(page.locator("#layer-detail .panel-title"), reached)
     # a node selects its row and shows its formulas, and the URL keeps it
     view.locator('.graph-node[data-path="layer3.0.conv1"]').click()
     expect_text(page.locator("#layer-detail"), "layer3.0.conv1")
@@ -474,6 +484,10 @@ def test_draw_a_digit_and_read_the_prediction(page, output_dir) -> None:
 def test_feature_maps_shrink_along_alexnet(page, output_dir) -> None:
     page.goto("/features?a=alexnet&s=cat")
     expect_text(page.locator("#fm-flow"), "224 → 55 → 27 → 13 → 6")
+    # random weights say so on the probabilities' axis, and the cards of a row start level
+    expect_text(page.locator("#fm-prediction .g-xtitle"), "random weights: meaningless")
+    cards = page.locator("#fm-layers .fm-layer")
+    assert cards.nth(0).bounding_box()["y"] == cards.nth(1).bounding_box()["y"]
     page.screenshot(path=str(output_dir / "features-alexnet.png"), full_page=True)
 
 
