@@ -234,7 +234,9 @@ class ReportService:
         """The normalized request; for a generation without a prompt length, the longest that fits the context."""
         norm = self.normalize(request)
         if mode == "generate" and not request.input.shape and not request.input.tensors:
-            norm["shape"] = list(generation_prompt(norm["architecture"], norm["config"], None, new_tokens))
+            prompt = generation_prompt(norm["architecture"], norm["config"], None, new_tokens)
+            if prompt is not None:  # a token model's longest prompt; an encoder-decoder keeps its own inputs
+                norm["shape"] = list(prompt)
         return norm
 
     async def memory(self, request: MemoryRequest, work: Work) -> CachedReport:

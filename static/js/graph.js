@@ -78,7 +78,7 @@ export class GraphView {
   render() {
     if (!this.report) return;
     const g = new graphlib.Graph({ compound: true, multigraph: false });
-    g.setGraph({ rankdir: "TB", nodesep: 18, ranksep: 26, edgesep: 8, marginx: 12, marginy: 12 });
+    g.setGraph({ rankdir: "TB", nodesep: 18, ranksep: 34, edgesep: 8, marginx: 12, marginy: 24 });
     g.setDefaultEdgeLabel(() => ({}));
     const drawn = [];
     const shown = this.report.nodes.filter((node) => node !== this.root && this.#visible(node) === node);
@@ -146,10 +146,10 @@ export class GraphView {
       const n = box.node;
       const x = box.x - box.width / 2;
       const y = box.y - box.height / 2;
-      const right = n.depth % 2 === 0; // nested boxes' labels alternate sides, so they never overlap
+      const right = n.depth % 2 === 0; // a box's label sits just above it; nested ones alternate sides
       parts.push(`<g class="graph-box" data-id="${n.id}" data-path="${escapeHtml(n.path)}" data-container="1">
         <rect x="${x}" y="${y}" width="${box.width}" height="${box.height}" rx="8" fill="${accent}" fill-opacity="0.05" stroke="${accent}" stroke-opacity="0.35" stroke-dasharray="4 3"/>
-        <text class="graph-toggle" data-toggle="${n.id}" x="${right ? x + box.width - 8 : x + 8}" y="${y + 13}" text-anchor="${right ? "end" : "start"}" font-size="10" font-family="ui-monospace, monospace" fill="${muted}" tabindex="0" role="button" aria-label="Collapse ${escapeHtml(n.path)}">▾ ${escapeHtml(n.path)} · ${escapeHtml(n.type)}</text>
+        <text class="graph-toggle" data-toggle="${n.id}" x="${right ? x + box.width - 6 : x + 6}" y="${y - 4}" text-anchor="${right ? "end" : "start"}" font-size="10" font-family="ui-monospace, monospace" fill="${muted}" tabindex="0" role="button" aria-label="Collapse ${escapeHtml(n.path)}">▾ ${escapeHtml(n.path)} · ${escapeHtml(n.type)}</text>
       </g>`);
     }
     for (const id of g.edges()) {

@@ -1,0 +1,48 @@
+"""Sizing through the API: generation for every family that generates, the GPU catalog, max batch, step time."""
+
+from __future__ import annotations
+
+import pytest
+
+GENERATING = [
+    ("transformer", {}),  # an encoder-decoder: keeps its own source and target inputs
+    ("transformer", {"preset": "tiny"}),
+    ("gpt", {"preset": "nano"}),
+    ("huggingface", {"preset": "gpt2"}),
+    ("huggingface", {"preset": "t5-base"}),
+]
+
+
+@pytest.mark.parametrize(("architecture", "config"), GENERATING)
+def test_generation_without_a_prompt_length(client, architecture: str, config: dict) -> None:
+    """The explorer's request: no input shape, the family's default prompt, new tokens on top."""
+    response = client.post(
+        "/api/memory", json={"architecture": architecture, "config": config, "mode": "generate", "new_tokens": 8}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mode"] == "generate" and body["kv_cache_bytes"] > 0
+    assert body["peak_bytes"] >= body["kv_cache_bytes"]
+
+
+def test_generation_past_the_context_is_a_422_naming_new_tokens(client) -> None:
+    response = client.post(
+        "/api/memory",
+        json={"architecture": "gpt", "config": {"preset": "nano"}, "mode": "generate", "new_tokens": 100_000},
+    )
+    assert response.status_code == 422 and response.json()["field"] == "new_tokens"
+
+
+def test_gpu_catalog_max_batch_and_step_time(client) -> None:
+    catalog = client.get("/api/gpus").json()
+    gpus = {gpu["id"]: gpu for gpu in catalog["gpus"]}
+    assert {"t4-16gb", "h100-80gb", "mi300x-192gb"} <= set(gpus)
+    h100 = gpus["h100-80gb"]
+    # usable = (capacity - the stated CUDA context reserve) x the allocator's share
+    assert h100["usable_bytes"] == int((h100["memory_bytes"] - catalog["reserve_bytes"]) * catalog["allocator_share"])
+    fit = client.post(
+        "/api/max-batch", json={"architecture": "resnet", "gpu": "t4-16gb", "mode": "train", "optimizer": "adam"}
+    ).json()
+    assert fit["peak_bytes"] <= fit["usable_bytes"] < fit["next_peak_bytes"], fit
+    step = client.post("/api/step-time", json={"architecture": "resnet", "gpu": "h100-80gb"}).json()
+    assert step["seconds"] > 0 and step["compute_seconds"] > 0
