@@ -565,7 +565,7 @@ def bpe(body: BpeInput) -> dict[str, Any]:
                 pairs[(a, b)] += count
         if not pairs:
             break
-        best, count = max(pairs.items(), key=lambda item: (item[1], item[0]))
+        best, count = max(pairs.items(), key=lambda item: item[1])  # ties: the pair seen first in the corpus
         learned.append(best)
         corpus = {_merge(word, best): c for word, c in corpus.items()}
         vocabulary.append(best[0] + best[1])
@@ -600,7 +600,10 @@ def bpe(body: BpeInput) -> dict[str, Any]:
             ),
             Step(label=f"tokenize {body.tokenize!r}", formula="apply the learned merges in order", value=list(word)),
         ],
-        "notes": ["Ties go to the pair that sorts last, so every run gives the same merges."],
+        "notes": [
+            "Ties go to the pair seen first, reading the words in the order given (as in Sennrich et al.'s "
+            "reference code), so every run gives the same merges."
+        ],
     }
 
 

@@ -54,6 +54,10 @@ function matrixHtml(rows, { id = "", cells = null } = {}) {
 
 function valueHtml(value) {
   if (value === null || value === undefined) return "";
+  // symbol pairs (BPE merges): "e s", in order
+  if (Array.isArray(value) && value.length && value.every((v) => Array.isArray(v) && v.every((x) => typeof x === "string"))) {
+    return `<ol class="lab-pairs">${value.map((v) => `<li><code>${escapeHtml(v.join(" "))}</code></li>`).join("")}</ol>`;
+  }
   if (isMatrix(value)) return matrixHtml(value);
   if (Array.isArray(value) && value.every(isMatrix)) return value.map((m, i) => `<div class="head-block"><span class="muted">head ${i}</span>${matrixHtml(m)}</div>`).join("");
   if (Array.isArray(value)) return `<code>(${value.map((v) => (typeof v === "object" ? escapeHtml(JSON.stringify(v)) : number(v))).join(", ")})</code>`;
@@ -77,19 +81,19 @@ function renderOutputs() {
   }
   if (Array.isArray(result.weights) && result.weights[0]?.chain) {
     const rows = result.weights.map((w) => `<tr><td>${escapeHtml(w.weight)}</td><td class="mono">${escapeHtml(w.chain)}</td><td>${number(w.gradient)}</td><td>${number(w.autograd)}</td><td>${number(w.updated)}</td></tr>`).join("");
-    parts.push(`<table class="compare-table"><thead><tr><th>Weight</th><th>Chain rule</th><th>Gradient</th><th>autograd</th><th>After one SGD step</th></tr></thead><tbody>${rows}</tbody></table>`);
+    parts.push(`<table class="compare-table lab-table"><thead><tr><th>Weight</th><th>Chain rule</th><th>Gradient</th><th>autograd</th><th>After one SGD step</th></tr></thead><tbody>${rows}</tbody></table>`);
   }
   if (result.history) {
     const rows = result.history.map((h) => `<tr><td>${h.step}</td><td>${escapeHtml(h.merge.join(" + "))} → <strong>${escapeHtml(h.merge.join(""))}</strong></td><td>${h.count}</td><td>${escapeHtml(h.top_pairs.map((p) => `${p.pair.join("")}:${p.count}`).join("  "))}</td><td class="mono">${escapeHtml(Object.keys(h.corpus).join(" | "))}</td></tr>`).join("");
-    parts.push(`<table class="compare-table"><thead><tr><th>Step</th><th>Merge</th><th>Count</th><th>Most frequent pairs</th><th>Words after</th></tr></thead><tbody>${rows}</tbody></table>`);
+    parts.push(`<table class="compare-table lab-table"><thead><tr><th>Step</th><th>Merge</th><th>Count</th><th>Most frequent pairs</th><th>Words after</th></tr></thead><tbody>${rows}</tbody></table>`);
   }
   if (result.running) {
     const rows = result.running.map((r) => `<tr><td>${r.step}</td><td>${valueHtml(r.running_mean)}</td><td>${valueHtml(r.running_var)}</td></tr>`).join("");
-    parts.push(`<table class="compare-table"><thead><tr><th>Step</th><th>running_mean</th><th>running_var</th></tr></thead><tbody>${rows}</tbody></table>`);
+    parts.push(`<table class="compare-table lab-table"><thead><tr><th>Step</th><th>running_mean</th><th>running_var</th></tr></thead><tbody>${rows}</tbody></table>`);
   }
   if (Array.isArray(result.layers) && result.layers[0]?.formula) {
     const rows = result.layers.map((l) => `<tr><td>${l.layer}</td><td>${l.shape.join(" x ")}</td><td>${number(l.weights)}</td><td>${number(l.biases)}</td><td class="mono">${escapeHtml(l.formula)}</td></tr>`).join("");
-    parts.push(`<table class="compare-table"><thead><tr><th>Layer</th><th>W</th><th>Weights</th><th>Biases</th><th>Formula</th></tr></thead><tbody>${rows}</tbody></table>`);
+    parts.push(`<table class="compare-table lab-table"><thead><tr><th>Layer</th><th>W</th><th>Weights</th><th>Biases</th><th>Formula</th></tr></thead><tbody>${rows}</tbody></table>`);
   }
   $("lab-outputs").innerHTML = parts.join("");
   bindWindows();

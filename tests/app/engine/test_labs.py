@@ -188,7 +188,8 @@ def test_batchnorm_matches_batchnorm1d_over_several_steps() -> None:
 
 
 def reference_bpe(words: dict[str, int], merges: int) -> list[tuple[str, str]]:
-    """Sennrich et al. (2016), Algorithm 1, on space-separated symbols; ties to the pair that sorts last."""
+    """Sennrich et al. (2016), Algorithm 1, on space-separated symbols: max(pairs, key=pairs.get), so a tie goes
+    to the pair counted first."""
     vocab = {" ".join(word) + " </w>": count for word, count in words.items()}
     learned = []
     for _ in range(merges):
@@ -199,7 +200,7 @@ def reference_bpe(words: dict[str, int], merges: int) -> list[tuple[str, str]]:
                 pairs[symbols[i], symbols[i + 1]] += count
         if not pairs:
             break
-        best = max(pairs, key=lambda p: (pairs[p], p))
+        best = max(pairs, key=pairs.get)
         learned.append(best)
         pattern = re.compile(r"(?<!\S)" + re.escape(" ".join(best)) + r"(?!\S)")
         vocab = {pattern.sub("".join(best), word): count for word, count in vocab.items()}
@@ -211,6 +212,8 @@ def test_bpe_learns_sennrichs_merges_and_tokenizes_a_new_word() -> None:
     expected = reference_bpe({"low": 5, "lower": 2, "newest": 6, "widest": 3}, 10)
     assert [tuple(m) for m in result["merges"]] == expected
     assert result["history"][0]["count"] == 9  # e-s, s-t and t-</w> each occur 6 + 3 times
+    # the paper's own first merges: e s, es t, est </w>
+    assert [tuple(m) for m in result["merges"][:3]] == [("e", "s"), ("es", "t"), ("est", "</w>")]
     assert "".join(result["tokens"]) == "lowest</w>"
     assert result["tokens"][0] == "low"
     assert len(result["vocabulary"]) == len(set("lowernewestwidest") | {"</w>"}) + 10
