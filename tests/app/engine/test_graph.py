@@ -130,3 +130,21 @@ def test_any_module_joins_and_splits() -> None:
     assert {nodes[e.source].path for e in report.edges if nodes[e.target].type == "cat"} >= {"left", "right"}
     assert torch._C._len_torch_function_stack() == 0  # the recording mode is gone
     assert not model._forward_hooks and not model.left._forward_pre_hooks
+
+
+def test_every_foreign_model_gives_a_graph_without_changing_it() -> None:
+    """The graph works for any model the summary works for: the any-model corpus (recurrent layers, pairs,
+    dicts, Hugging Face GPT-2, BERT, Llama, Mixtral, T5 with its own inputs), and leaves each model as it was."""
+    from .foreign_models import CORPUS
+
+    for entry in CORPUS:
+        model = entry.build()
+        before = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+        report = trace_graph(model, input_data=entry.inputs())
+        kinds = {node.kind for node in report.nodes}
+        assert {"input", "module", "output"} <= kinds, entry.name
+        ids = {node.id for node in report.nodes}
+        assert all(e.source in ids and e.target in ids for e in report.edges), entry.name
+        assert any(e.target == report.nodes[-1].id for e in report.edges), f"{entry.name}: nothing reaches the output"
+        after = model.state_dict(keep_vars=True)
+        assert all(torch.equal(before[k], after[k].detach()) for k in before), entry.name
