@@ -188,10 +188,6 @@ def cmd_memory(args: argparse.Namespace) -> int:
         args.architecture,
         _config(args),
         batch_size=args.batch,
-        dtype=args.dtype,
-        mode=args.mode,
-        optimizer=args.optimizer,
-        precision=args.precision,
         measure=args.measure,
         device=args.device,
         **_step_options(args),
@@ -207,7 +203,12 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 
 def _step_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How the step runs: the options memory, max-batch and step-time share."""
     return {
+        "dtype": args.dtype,
+        "mode": args.mode,
+        "optimizer": args.optimizer,
+        "precision": args.precision,
         "new_tokens": args.new_tokens,
         "checkpointing": args.checkpointing,
         "gpus": args.gpus,
@@ -224,10 +225,6 @@ def cmd_max_batch(args: argparse.Namespace) -> int:
         args.architecture,
         _config(args),
         gpu=args.gpu,
-        mode=args.mode,
-        optimizer=args.optimizer,
-        precision=args.precision,
-        dtype=args.dtype,
         **_step_options(args),
         **_inputs(args),
     )
@@ -252,10 +249,6 @@ def cmd_step_time(args: argparse.Namespace) -> int:
         utilization=args.utilization,
         bandwidth_efficiency=args.bandwidth_efficiency,
         batch_size=args.batch,
-        mode=args.mode,
-        optimizer=args.optimizer,
-        precision=args.precision,
-        dtype=args.dtype,
         **_step_options(args),
         **_inputs(args),
     )

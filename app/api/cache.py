@@ -22,7 +22,7 @@ class CachedReport:
     times its JSON's size, and only the CSV rendering needs it.
     """
 
-    kind: Literal["summary", "memory", "graph"]
+    kind: Literal["summary", "memory", "graph", "sizing"]  # sizing: max-batch and step-time JSON, never re-parsed
     json: bytes
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -200,6 +200,13 @@ class ReportService:
             self.cache.put(key, item)
         return item
 
+    async def _cached(self, key: str, kind: str, job: str, kwargs: dict[str, Any], work: Work) -> CachedReport:
+        """An allocation-free report: from the cache, or computed on the trace lane, bounded, then cached."""
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        return self._store(key, kind, await self.call("trace", job, kwargs, work))
+
     def _summary_task(self, norm: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "summary", {"norm": norm, "max_modules": self.settings.max_modules}
 
@@ -213,22 +220,15 @@ class ReportService:
 
     async def summary(self, request: SummaryRequest, work: Work) -> CachedReport:
         norm = self.normalize(request)
-        key = self._summary_key(norm)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
         job, kwargs = self._summary_task(norm)
-        return self._store(key, "summary", await self.call("trace", job, kwargs, work))
+        return await self._cached(self._summary_key(norm), "summary", job, kwargs, work)
 
     async def graph(self, request: SummaryRequest, work: Work) -> bytes:
         """The model's graph; cached beside the summaries under its own key."""
         norm = self.normalize(request)
         key = "graph:" + json.dumps(norm, sort_keys=True)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit.json
-        data = await self.call("trace", "graph", {"norm": norm, "max_modules": self.settings.max_modules}, work)
-        return self._store(key, "graph", data).json
+        kwargs = {"norm": norm, "max_modules": self.settings.max_modules}
+        return (await self._cached(key, "graph", "graph", kwargs, work)).json
 
     def _generation_norm(self, request: SummaryRequest, mode: str, new_tokens: int) -> dict[str, Any]:
         """The normalized request; for a generation without a prompt length, the longest that fits the context."""
@@ -242,14 +242,9 @@ class ReportService:
     async def memory(self, request: MemoryRequest, work: Work) -> CachedReport:
         norm = self._generation_norm(request, request.mode, request.new_tokens)
         options = self.memory_options(request, request.optimizer, request.mode)
-        if not request.measure:
-            key = self._memory_key(norm, options)
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
-            job, kwargs = self._memory_task(norm, options)
-            return self._store(key, "memory", await self.call("trace", job, kwargs, work))
         job, kwargs = self._memory_task(norm, options)
+        if not request.measure:
+            return await self._cached(self._memory_key(norm, options), "memory", job, kwargs, work)
         kwargs.update(measure=True, budget_bytes=self.budget_bytes, lock=self._lock())
         return self._store(None, "memory", await self.call("live", job, kwargs, work))
 
@@ -335,13 +330,8 @@ class ReportService:
         norm = self._generation_norm(request, request.mode, request.new_tokens)
         options = self.memory_options(request, request.optimizer, request.mode)
         key = f"{job}:" + json.dumps([norm, options, request.gpu, extra], sort_keys=True)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit.json
         kwargs = {"norm": norm, "options": options, "gpu": request.gpu, "max_modules": self.settings.max_modules}
-        data = await self.call("trace", job, {**kwargs, **extra}, work)
-        self.cache.put(key, CachedReport(kind="summary", json=data))
-        return self._bounded(data, f"the {job} report")
+        return (await self._cached(key, "sizing", job, {**kwargs, **extra}, work)).json
 
     def _live_kwargs(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .errors import ResponseTooLargeError
+from .errors import InputError
 from .graph_report import GraphEdge, GraphNode, GraphReport
 from .tracing import Record, tensor_leaves
 
@@ -71,7 +71,6 @@ class GraphRecorder:
     producers: WeakIdKeyDictionary = field(default_factory=WeakIdKeyDictionary)
     stack: list[_Call] = field(default_factory=list)
     flops: Any = None  # the tracer's FLOP counter, read for each node's share
-    _ops = 0
 
     def __post_init__(self) -> None:
         self.repeated = _repeated_modules(self.model)
@@ -84,9 +83,13 @@ class GraphRecorder:
 
     def _add(self, node: GraphNode) -> GraphNode:
         if len(self.nodes) >= MAX_NODES:
-            raise ResponseTooLargeError(
-                MAX_NODES * 400, MAX_NODES * 300, f"the graph passes {MAX_NODES:,} nodes: summarize it instead"
+            error = InputError(
+                f"the graph passes {MAX_NODES:,} nodes (module calls and the ops between them), too many to draw: "
+                "summarize the model instead",
+                "architecture",
             )
+            error.status = 413  # type: ignore[attr-defined]
+            raise error
         self.nodes.append(node)
         return node
 

@@ -9,6 +9,7 @@ saying so when the notes only use another convention).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
@@ -935,6 +936,12 @@ LABS: dict[str, Lab] = {
         Lab("memory", "Memory of a forward and a training step (quiz 1)", "9.1", LayersInput, memory),
     )
 }
+
+
+@functools.cache
+def describe_labs() -> list[dict[str, Any]]:
+    """Every lab's description (input schema, the notes' example): fixed, so built once."""
+    return [lab.describe() for lab in LABS.values()]
 
 
 def run_lab(name: str, values: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import fastapi_offline
@@ -39,9 +40,10 @@ PAGES = [
 ]
 
 
+@functools.cache
 def page_facts() -> dict:
     """What every page's scripts read at start: the choices, each family's facts for live pages, and which labs
-    explain which layer types (the explorer links rows to them)."""
+    explain which layer types (the explorer links rows to them). Fixed once the registry is loaded: built once."""
     return {
         "choices": describe_choices(),
         "labs": [{"name": lab.name, "title": lab.title, "layer_types": list(lab.layer_types)} for lab in LABS.values()],
@@ -70,7 +72,7 @@ def _render(request: Request, page: str, title: str) -> HTMLResponse:
             "pages": PAGES,
             "version": __version__,
             "architectures": architectures,
-            "choices": describe_choices(),
+            "choices": page_facts()["choices"],
             "facts": page_facts(),
             "labs": [{"name": lab.name, "title": lab.title, "section": lab.section} for lab in LABS.values()],
         },

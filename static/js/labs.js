@@ -11,7 +11,6 @@ let labs = [];
 let lab = null;
 let values = {};
 let result = null;
-let highlighted = null;
 
 const form = new SchemaForm($("lab-form"), (all) => {
   values = all;
@@ -108,7 +107,6 @@ function bindWindows() {
     const [i, j] = cell.dataset.cell.split(",").map(Number);
     const window = result.windows.find((w) => w.output[0] === i && w.output[1] === j);
     if (!window) return;
-    highlighted = window;
     $("lab-window").textContent = window.arithmetic;
     document.querySelectorAll("#lab-input td").forEach((td) => td.classList.remove("hit"));
     for (const [r, c] of window.cells || []) {

@@ -119,3 +119,12 @@ def test_graph_lists_the_joins_and_writes_dot(capsys: pytest.CaptureFixture[str]
     assert dot.startswith('digraph "ResNet"') and "subgraph cluster_" in dot and dot.count(" -> ") == 78
     assert main(["graph", "lenet5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["nodes"][0]["kind"] == "input"
+
+
+def test_max_batch_and_step_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["max-batch", "resnet", "--gpu", "t4-16gb", "--mode", "inference", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["mode"] == "inference" and fit["peak_bytes"] <= fit["usable_bytes"] < fit["next_peak_bytes"]
+    assert main(["step-time", "gpt", "--preset", "nano", "--mode", "generate", "--new-tokens", "8", "--json"]) == 0
+    step = json.loads(capsys.readouterr().out)
+    assert step["mode"] == "generate" and step["tokens_per_second"] > 0

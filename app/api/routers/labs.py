@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...engine.labs import LABS
+from ...engine.labs import LABS, describe_labs
 from ..deps import ServiceDep, WorkDep
 from ..responses import JSON
 from ..schemas import error_responses
@@ -36,7 +36,7 @@ class LabResult(BaseModel):
 def labs() -> list[dict[str, Any]]:
     """Each lab: its name, title, the notes' section, the layer types it explains, its input schema and the notes'
     example as defaults."""
-    return [lab.describe() for lab in LABS.values()]
+    return describe_labs()
 
 
 @router.post(

@@ -148,3 +148,13 @@ def test_every_foreign_model_gives_a_graph_without_changing_it() -> None:
         assert any(e.target == report.nodes[-1].id for e in report.edges), f"{entry.name}: nothing reaches the output"
         after = model.state_dict(keep_vars=True)
         assert all(torch.equal(before[k], after[k].detach()) for k in before), entry.name
+
+
+def test_a_graph_past_the_node_limit_is_refused_with_a_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.engine.graph as graph
+    from app.engine.errors import InputError
+
+    monkeypatch.setattr(graph, "MAX_NODES", 50)  # ResNet-18 has 87
+    with pytest.raises(InputError, match="passes 50 nodes") as info:
+        trace_graph("resnet", {"depth": 18})
+    assert info.value.status == 413
