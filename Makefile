@@ -27,9 +27,9 @@ $(VENV)/.test-installed: $(VENV)/.installed requirements-test.lock
 # Resolve pyproject.toml's dependencies again (pip-tools), runtime and runtime + test, into the lock files.
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"
-	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --upgrade \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links --upgrade \
 		--output-file requirements.lock pyproject.toml
-	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --upgrade --extra test \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links --upgrade --extra test \
 		--output-file requirements-test.lock pyproject.toml
 
 install: $(VENV)/.installed

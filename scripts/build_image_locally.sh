@@ -62,7 +62,9 @@ if [ -z "$MIRROR" ]; then
     exit 2
 fi
 
+bootstrapped=no
 if ! podman image exists localhost/bookworm-python:3.11; then
+    bootstrapped=yes
     echo "bootstrapping Debian bookworm from $MIRROR"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$ROOTFS" "$MIRROR"
     # Trust the same certificate authorities as this host (its package proxy may re-sign TLS).
@@ -113,4 +115,5 @@ echo "explorer page: HTTP $(curl -s -o /dev/null -w '%{http_code}' "http://127.0
 server_uids=$(pgrep -g "$server_pgid" -f "app.cli serve" | xargs -r ps -o uid=,comm= -p | awk '$2 != "buildah" { print $1 }' | sort -u | tr '\n' ' ')
 echo "server process uid: ${server_uids:-unknown}"
 echo "image size: $(podman image inspect localhost/layerscope:cpu --format '{{.Size}}' | awk '{ printf "%.2f GB", $1 / 1e9 }')"
+echo "built and smoke-tested in $((SECONDS / 60)) min $((SECONDS % 60)) s (debootstrap included: ${bootstrapped})"
 [ "$params" = "62378344" ]
