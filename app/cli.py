@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,10 +27,11 @@ from typing import Any, NoReturn
 import models
 
 from .engine import EngineError, estimate_memory, summarize, trace_graph
-from .engine.choices import DTYPES, INPUT_DTYPES, MODES, OPTIMIZERS, PRECISIONS, SHARDINGS
+from .engine.choices import DTYPES, INPUT_DTYPES
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
 from .engine.gpus import DEFAULT_GPU, GPUS
-from .engine.selection import TensorSpec, inputs_from_specs
+from .engine.step import STEP_FIELDS, Step, StepFields
+from .engine.tracing.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
 from .render.graph import graph_dot, graph_text
 from .render.table import attention_table, feature_maps_table, memory_table, simple_table, summary_table
@@ -190,7 +192,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         measure=args.measure,
         device=args.device,
-        **_step_options(args),
+        step=_step(args),
         **_inputs(args),
     )
     if args.json:
@@ -202,18 +204,9 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step_options(args: argparse.Namespace) -> dict[str, Any]:
-    """How the step runs: the options memory, max-batch and step-time share."""
-    return {
-        "dtype": args.dtype,
-        "mode": args.mode,
-        "optimizer": args.optimizer,
-        "precision": args.precision,
-        "new_tokens": args.new_tokens,
-        "checkpointing": args.checkpointing,
-        "gpus": args.gpus,
-        "sharding": args.sharding,
-    }
+def _step(args: argparse.Namespace) -> Step:
+    """The step the flags describe (memory, max-batch and step-time share them), checked."""
+    return Step.of(**{name: getattr(args, name) for name in STEP_FIELDS if hasattr(args, name)})
 
 
 def cmd_max_batch(args: argparse.Namespace) -> int:
@@ -225,7 +218,7 @@ def cmd_max_batch(args: argparse.Namespace) -> int:
         args.architecture,
         _config(args),
         gpu=args.gpu,
-        **_step_options(args),
+        step=_step(args),
         **_inputs(args),
     )
     if args.json:
@@ -249,7 +242,7 @@ def cmd_step_time(args: argparse.Namespace) -> int:
         utilization=args.utilization,
         bandwidth_efficiency=args.bandwidth_efficiency,
         batch_size=args.batch,
-        **_step_options(args),
+        step=_step(args),
         **_inputs(args),
     )
     if args.json:
@@ -272,7 +265,7 @@ def cmd_step_time(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .engine.live import feature_maps
+    from .engine.live.runs import feature_maps
 
     image = Path(args.image).read_bytes() if args.image else None
     layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
@@ -301,7 +294,7 @@ def _write_grids(report: Any, folder: Any) -> None:
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    from .engine.live import attention
+    from .engine.live.runs import attention
 
     report = attention(args.architecture, _config(args), text=args.text, weights=args.weights, device=args.device)
     print(report.model_dump_json(indent=2) if args.json else attention_table(report))
@@ -336,16 +329,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _step_args(parser: argparse.ArgumentParser, gpu: bool = False) -> None:
-    """How the step runs: generation, checkpointing, devices; and, for sizing, the GPU."""
+    """One flag per field of the engine's Step (--mode, --optimizer, --precision, --new-tokens, --checkpointing,
+    --gpus, --sharding...), with its choices and description; and, for sizing, the GPU."""
+    for name, field in StepFields.model_fields.items():
+        if name == "dtype":  # the selection's own --dtype
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = (field.description or "").replace("%", "%%")
+        choices = _literal_choices(field.annotation)
+        if field.annotation is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif choices:
+            parser.add_argument(flag, choices=choices, default=field.default, help=help_text)
+        else:
+            parser.add_argument(flag, type=int, default=field.default, help=help_text)
     if gpu:
-        parser.add_argument("--mode", choices=list(MODES), default="train")
-        parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
-        parser.add_argument("--precision", choices=list(PRECISIONS), help="default: from --dtype, else fp32")
         parser.add_argument("--gpu", choices=list(GPUS), default=DEFAULT_GPU, help="a GPU of the catalog")
-    parser.add_argument("--new-tokens", type=int, default=32, help="generate: tokens after the prompt (default 32)")
-    parser.add_argument("--checkpointing", action="store_true", help="train: recompute each block in backward")
-    parser.add_argument("--gpus", type=int, default=1, help="devices of a data-parallel training step")
-    parser.add_argument("--sharding", choices=list(SHARDINGS), default="fsdp", help="with --gpus > 1")
+
+
+def _literal_choices(annotation: Any) -> list[str] | None:
+    """The values of a Literal (or an optional Literal) annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(args)
+    inner = [a for a in args if typing.get_origin(a) is typing.Literal]
+    return list(typing.get_args(inner[0])) if inner else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,9 +381,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory = commands.add_parser("memory", help="peak memory of a training step or an inference pass")
     _selection_args(memory)
-    memory.add_argument("--mode", choices=list(MODES), default="train")
-    memory.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
-    memory.add_argument("--precision", choices=list(PRECISIONS), help="default: from --dtype, else fp32")
     memory.add_argument("--device", help="cpu or cuda (default: cuda when there is a GPU)")
     memory.add_argument("--measure", action="store_true", help="also run the step for real and compare")
     _step_args(memory)

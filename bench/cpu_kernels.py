@@ -20,8 +20,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.engine.cpu_workspace import op_workspace
-from app.engine.torch_internals import kineto_memory_events
+from app.engine.tracing.cpu_workspace import op_workspace
+from app.engine.tracing.torch_internals import kineto_memory_events
 from bench._common import machine, markdown_table
 
 aten = torch.ops.aten
@@ -124,7 +124,7 @@ def run_rnn(cls_name: str, dtype_name: str, mode: str):
         def run():
             y.backward(grad, retain_graph=True)
 
-    from app.engine.torch_internals import OpObserver
+    from app.engine.tracing.torch_internals import OpObserver
 
     run()
     calls = []

@@ -210,8 +210,8 @@ def _rank(rank: int, world: int, port: int, sharding: str, model_kind: str, batc
 
     import models
     from app.engine.choices import OPTIMIZERS
-    from app.engine.generation import repeated_blocks
     from app.engine.memory import storage_bytes
+    from app.engine.memory.generation import repeated_blocks
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)

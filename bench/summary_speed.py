@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models
 from app.engine import summarize
-from app.engine.selection import META_MODELS
+from app.engine.tracing.selection import META_MODELS
 from bench._common import machine, markdown_table, median_seconds
 
 CASES = [

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from app.engine.activations import default_layers, run_and_capture  # noqa: E402
-from app.engine.images import decode_image, digit_input, imagenet_input  # noqa: E402
+from app.engine.live.activations import default_layers, run_and_capture  # noqa: E402
+from app.engine.live.images import decode_image, digit_input, imagenet_input  # noqa: E402
+from app.engine.live.weights import BUNDLED, load_into  # noqa: E402
 from app.engine.memory import estimate_memory  # noqa: E402
-from app.engine.weights import BUNDLED, load_into  # noqa: E402
 
 MEMORY_CASES = [
     ("resnet", {"depth": 18}, None, 32, "train", "adam", "fp32"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.engine.tokenizer import CORPUS_FILE, TOKENIZER_FILE, BytePairTokenizer
+from app.engine.live.tokenizer import CORPUS_FILE, TOKENIZER_FILE, BytePairTokenizer
 
 
 def main() -> None:

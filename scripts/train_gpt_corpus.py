@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from app.engine.tokenizer import CORPUS_FILE, bundled_tokenizer  # noqa: E402
-from app.engine.weights import GPT_CONFIG, GPT_WEIGHTS  # noqa: E402
+from app.engine.live.tokenizer import CORPUS_FILE, bundled_tokenizer  # noqa: E402
+from app.engine.live.weights import GPT_CONFIG, GPT_WEIGHTS  # noqa: E402
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from app.engine.images import digits_to_input  # noqa: E402
-from app.engine.weights import DIGITS_CONFIG, DIGITS_WEIGHTS, load_digits_split  # noqa: E402
+from app.engine.live.images import digits_to_input  # noqa: E402
+from app.engine.live.weights import DIGITS_CONFIG, DIGITS_WEIGHTS, load_digits_split  # noqa: E402
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

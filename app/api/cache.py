@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..engine.graph_report import GraphReport
-from ..engine.memory_report import MemoryReport
-from ..engine.report import SummaryReport
+from ..engine.memory.report import MemoryReport
+from ..engine.summary.graph_report import GraphReport
+from ..engine.summary.report import SummaryReport
 
 REPORT_TYPES: dict[str, type[BaseModel]] = {"summary": SummaryReport, "memory": MemoryReport, "graph": GraphReport}
 

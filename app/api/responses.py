@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.responses import Response
 
-from ..engine.report import SummaryReport
+from ..engine.summary.report import SummaryReport
 from ..render.csv import compare_csv, memory_csv, summary_csv
 from .cache import CachedReport
 from .schemas import CompareReport

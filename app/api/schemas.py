@@ -1,7 +1,8 @@
 """Request and error bodies of the REST API (responses are the engine's typed reports).
 
 The lists of choices (dtypes, precisions, optimizers, modes) are the engine's
-(``app.engine.choices``); they are not spelled out here.
+(``app.engine.choices``), and a step's options are the engine's ``Step`` fields
+(``app.engine.step``): requests inherit them, so none is spelled out here.
 """
 
 from __future__ import annotations
@@ -11,19 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from ..engine.choices import (
-    MAX_GPUS,
-    MAX_NEW_TOKENS,
-    DTypeName,
-    InputDTypeName,
-    Mode,
-    OptimizerName,
-    PrecisionName,
-    ShardingName,
-)
+from ..engine.choices import DTypeName, InputDTypeName
 from ..engine.gpus import DEFAULT_GPU, GPUS
-from ..engine.live import MAX_LAYERS
-from ..engine.selection import MAX_BATCH
+from ..engine.live.runs import MAX_LAYERS
+from ..engine.step import StepFields, StepSetup
+from ..engine.tracing.selection import MAX_BATCH
 
 STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -100,27 +93,12 @@ class SummaryRequest(BaseModel):
     dtype: DTypeName = Field("float32", description="Parameter and input dtype.")
 
 
-class MemoryRequest(SummaryRequest):
-    """A selection plus how it runs: training or inference, optimizer, precision, and whether to measure."""
+class MemoryRequest(StepFields, SummaryRequest):
+    """A selection plus how its step runs (the engine's ``Step``: mode, optimizer, precision...), and whether to
+    measure it."""
 
-    dtype: DTypeName | None = Field(  # type: ignore[assignment]
-        None, description="Parameter dtype; leave it out and give precision instead (they must agree if both given)."
-    )
-    mode: Mode = Field("train", description="A training step or one inference forward.")
-    optimizer: OptimizerName = Field("adam", description="Optimizer of the training step (GET /api/choices).")
-    precision: PrecisionName | None = Field(
-        None,
-        description="fp32/bf16/fp16/fp64: parameters and activations in that dtype; amp-*: fp32 parameters under "
-        "autocast. Omitted: from dtype (fp32 when neither is given).",
-    )
-    new_tokens: StrictInt = Field(
-        32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens generated after the prompt (input.shape: [T])."
-    )
-    checkpointing: StrictBool = Field(False, description="train: recompute each repeated block in backward.")
-    gpus: StrictInt = Field(
-        1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
-    )
-    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
+    model_config = STRICT
+
     measure: StrictBool = Field(
         False, description="Also run the step for real on the server's device (refused above the memory budget)."
     )
@@ -129,17 +107,11 @@ class MemoryRequest(SummaryRequest):
 GpuName = Literal[tuple(GPUS)]  # type: ignore[valid-type]
 
 
-class SizingRequest(SummaryRequest):
-    """A selection, how it runs, and the GPU to size it for."""
+class SizingRequest(StepFields, SummaryRequest):
+    """A selection, how its step runs, and the GPU to size it for."""
 
-    dtype: DTypeName | None = Field(None, description="Parameter dtype (or give precision).")  # type: ignore[assignment]
-    mode: Mode = Field("train", description="train, inference or generate.")
-    optimizer: OptimizerName = Field("adam", description="Optimizer of a training step.")
-    precision: PrecisionName | None = Field(None, description="As in POST /api/memory.")
-    new_tokens: StrictInt = Field(32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens after the prompt.")
-    checkpointing: StrictBool = Field(False, description="train: recompute each repeated block in backward.")
-    gpus: StrictInt = Field(1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step.")
-    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp.")
+    model_config = STRICT
+
     gpu: GpuName = Field(DEFAULT_GPU, description="A GPU from GET /api/gpus.")
 
 
@@ -150,14 +122,10 @@ class StepTimeRequest(SizingRequest):
     bandwidth_efficiency: float = Field(0.8, ge=0.01, le=1, description="Share of its memory bandwidth reached.")
 
 
-class MemoryOverviewRequest(SummaryRequest):
+class MemoryOverviewRequest(StepSetup, SummaryRequest):
     """A selection: its inference peak and a training step's peak for every optimizer, in one request."""
 
-    dtype: DTypeName | None = Field(None, description="Parameter dtype (or give precision).")  # type: ignore[assignment]
-    precision: PrecisionName | None = Field(None, description="As in POST /api/memory.")
-    checkpointing: StrictBool = Field(False, description="The training steps recompute each repeated block.")
-    gpus: StrictInt = Field(1, ge=1, le=MAX_GPUS, description="Devices of the training steps (per-device peaks).")
-    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp.")
+    model_config = STRICT
 
 
 class MemoryOverview(BaseModel):
@@ -168,18 +136,13 @@ class MemoryOverview(BaseModel):
     training: dict[str, dict[str, Any]] = Field(description="Optimizer id -> its training MemoryReport.")
 
 
-class CompareRequest(BaseModel):
-    """Two to eight selections, compared side by side."""
+class CompareRequest(StepFields):
+    """Two to eight selections, compared side by side under one step (precision and dtype: omitted, each
+    selection's own dtype)."""
 
     model_config = STRICT
 
     selections: list[SummaryRequest] = Field(min_length=2, max_length=8)
-    mode: Mode = Field("train", description="The step each selection's step_peak_bytes is for.")
-    optimizer: OptimizerName = Field("adam", description="Optimizer of the training steps compared.")
-    precision: PrecisionName | None = Field(
-        None, description="One precision for every selection; omitted: each selection's dtype (fp32 by default)."
-    )
-    new_tokens: StrictInt = Field(32, ge=1, le=MAX_NEW_TOKENS, description="mode generate: tokens after the prompt.")
 
 
 class CompareEntry(BaseModel):

@@ -3,7 +3,7 @@
 Threads cannot be cancelled; processes can. Each lane is a small pool of worker
 processes forked from a forkserver that has already imported torch, the engine
 and the zoo (a new worker starts in a fraction of a second). A job is a call of
-an engine job (``app.engine.jobs``) with plain arguments; the worker sends back
+a typed engine job (``app.engine.jobs``: a pydantic model); the worker sends back
 progress, then the report's JSON or an error. The parent watches each busy
 worker: at the request's deadline, or when the worker's resident memory passes
 its limit, it kills the worker (the kernel then releases any device lock it held),
@@ -69,14 +69,14 @@ def worker_main(conn: Any) -> None:
             return
         if message is None:
             return
-        name, kwargs, context = message
+        job, context = message
         jobs.configure(context)
         try:
-            conn.send(("done", jobs.run(name, kwargs, _throttled(conn))))
+            conn.send(("done", jobs.run(job, _throttled(conn))))
         except Exception as exc:  # every failure goes back as the status and body the API would send
             status, body = failure_response(exc)
             if status >= 500:
-                log.exception("job %s failed", name)
+                log.exception("job %s failed", type(job).__name__)
             conn.send(("failed", status, body))
 
 
@@ -238,8 +238,7 @@ class Lane:
 
     def run(
         self,
-        job: str,
-        kwargs: dict[str, Any],
+        job: Any,
         deadline: float,
         memory_limit: int | None = None,
         progress: Progress | None = None,
@@ -254,7 +253,7 @@ class Lane:
         worker = self._take(deadline, busy_after)
         keep: Worker | None = worker
         try:
-            worker.conn.send((job, kwargs, context or {}))
+            worker.conn.send((job, context or {}))
             while True:
                 if worker.conn.poll(POLL_S):
                     try:

@@ -1,5 +1,11 @@
 """The inspection engine: pure functions over an ``nn.Module``, no web imports.
 
+Rooms: ``tracing`` (models, inputs, the tracer), ``summary`` (shapes, parameters,
+FLOPs, the graph), ``explain`` (worked formulas), ``memory`` (estimated and measured
+peaks), ``sizing`` (max batch, step time), ``live`` (feature and attention maps from
+real runs), ``labs`` (the course's worked examples). ``step.py`` is the one typed
+description of a step; ``jobs.py`` the typed entry points the service's workers run.
+
 >>> from app.engine import summarize
 >>> report = summarize("alexnet", batch_size=2)
 >>> report.totals.params
@@ -21,11 +27,10 @@ from .errors import (
 )
 from .gpus import GPUS, GpuFit
 from .live import FeatureMapsReport, attention, feature_maps
-from .memory import estimate_memory
-from .memory_report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
-from .report import LayerRow, SummaryReport, Totals
+from .memory import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula, estimate_memory
 from .sizing import MaxBatchReport, StepTimeReport, estimate_step_time, max_batch
-from .summary import summarize, trace_graph
+from .step import Step
+from .summary import LayerRow, SummaryReport, Totals, summarize, trace_graph
 
 __all__ = [
     "DTYPES",
@@ -48,6 +53,7 @@ __all__ = [
     "ModelRunError",
     "NeedsRealRunError",
     "ShapeMismatchError",
+    "Step",
     "StepTimeReport",
     "SummaryReport",
     "TextbookFormula",

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from ..engine.memory_report import MemoryReport
-from ..engine.report import SummaryReport
+from ..engine.memory.report import MemoryReport
+from ..engine.summary.report import SummaryReport
 
 SUMMARY_COLUMNS = [
     "path",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engine.graph_report import GraphNode, GraphReport
+from ..engine.summary.graph_report import GraphNode, GraphReport
 from .units import format_count
 
 

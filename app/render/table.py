@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..engine.attention_maps import AttentionReport
-from ..engine.live import FeatureMapsReport
-from ..engine.memory_report import MemoryReport
-from ..engine.report import LayerRow, SummaryReport
+from ..engine.live.attention_maps import AttentionReport
+from ..engine.live.runs import FeatureMapsReport
+from ..engine.memory.report import MemoryReport
+from ..engine.summary.report import LayerRow, SummaryReport
 from .units import format_bytes, format_count, format_flops, format_shape
 
 

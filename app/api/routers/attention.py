@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...engine.attention_maps import AttentionReport
+from ...engine.live.attention_maps import AttentionReport
 from ..deps import ServiceDep, WorkDep
 from ..responses import JSON
 from ..schemas import AttentionRequest, error_responses

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from ...engine.errors import InputError
-from ...engine.live import FeatureMapsReport, sample_bytes
+from ...engine.live.runs import FeatureMapsReport, sample_bytes
 from ..deps import ServiceDep, WorkDep
 from ..errors import BadRequestError, PayloadTooLargeError, UnsupportedMediaError, validation_error
 from ..openapi import schema_ref

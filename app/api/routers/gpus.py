@@ -36,7 +36,7 @@ def gpus() -> dict[str, Any]:
 async def max_batch(request: SizingRequest, service: ServiceDep, work: WorkDep) -> Response:
     """The largest batch (per device, with gpus) whose exact estimated peak fits the GPU's usable memory, with
     the peak at it and at one more (peak_bytes <= usable_bytes < next_peak_bytes)."""
-    return Response(content=await service.sizing("max_batch", request, work), media_type=JSON)
+    return Response(content=await service.max_batch(request, work), media_type=JSON)
 
 
 @router.post(
@@ -48,5 +48,4 @@ async def max_batch(request: SizingRequest, service: ServiceDep, work: WorkDep) 
 async def step_time(request: StepTimeRequest, service: ServiceDep, work: WorkDep) -> Response:
     """FLOPs from the trace over the GPU's peak times a utilisation, against memory traffic over its bandwidth:
     an estimate, labelled as one, for a training step, a forward, or a generation (prefill, tokens/s)."""
-    extra = {"utilization": request.utilization, "bandwidth_efficiency": request.bandwidth_efficiency}
-    return Response(content=await service.sizing("step_time", request, work, **extra), media_type=JSON)
+    return Response(content=await service.step_time(request, work), media_type=JSON)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...engine.graph_report import GraphReport
+from ...engine.summary.graph_report import GraphReport
 from ..deps import ServiceDep, WorkDep
 from ..responses import JSON
 from ..schemas import ERROR_RESPONSES, SummaryRequest

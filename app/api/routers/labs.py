@@ -61,5 +61,5 @@ async def run_lab(
         error = InputError(f"no lab {name!r}; the labs are {', '.join(LABS)}", "name")
         error.status = 404  # type: ignore[attr-defined]
         raise error
-    data = await service.call("trace", "lab", {"name": name, "values": values}, work)
+    data = await service.lab(name, values, work)
     return Response(content=data, media_type=JSON)

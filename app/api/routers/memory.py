@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...engine.memory_report import MemoryReport
+from ...engine.memory.report import MemoryReport
 from ..deps import CsvDep, ServiceDep, WorkDep
 from ..responses import JSON, report_response
 from ..schemas import MemoryOverview, MemoryOverviewRequest, MemoryRequest, error_responses

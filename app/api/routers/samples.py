@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from ...engine.live import sample_names, weight_sources
+from ...engine.live.runs import sample_names, weight_sources
 from ..schemas import error_responses
 
 router = APIRouter(tags=["live"])

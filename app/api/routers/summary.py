@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...engine.report import SummaryReport
+from ...engine.summary.report import SummaryReport
 from ..deps import CsvDep, ServiceDep, WorkDep
 from ..responses import report_response
 from ..schemas import ERROR_RESPONSES, SummaryRequest

@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import save
 
 from app.api.workers import peak_resident_bytes, reset_peak, resident_bytes
-from app.engine.device_lock import DeviceGate
+from app.engine.live.device_lock import DeviceGate
 
 MiB = 2**20
 

@@ -9,9 +9,12 @@ import pytest
 
 from app.api.errors import ComputeTimeoutError, WorkerFailure
 from app.api.workers import Lane, MemoryLimitError, resident_bytes
+from app.engine.jobs import MemoryJob, SelectionSpec, SummaryJob
+from app.engine.step import Step
 
-LENET = {"architecture": "lenet5", "config": {}, "batch_size": 1, "shape": None, "tensors": None, "dtype": "float32"}
-BIG = {**LENET, "architecture": "gpt", "config": {"preset": "gpt3-6.7b"}, "shape": [2048]}
+LENET = SelectionSpec.normalized("lenet5", {})
+BIG = SelectionSpec.normalized("gpt", {"preset": "gpt3-6.7b"}, shape=[2048])
+TRAIN = Step.of(mode="train", optimizer="adam", precision="fp32")
 
 
 def _gone(pid: int) -> bool:
@@ -29,24 +32,12 @@ def lane():
     each.shutdown()
 
 
-def _norm(base: dict) -> dict:
-    import models
-
-    arch = models.get_architecture(base["architecture"])
-    parsed = arch.parse_config(base["config"])
-    return {
-        **base,
-        "config": parsed.model_dump(mode="json"),
-        "shape": base["shape"] or list(arch.default_input(parsed)),
-    }
-
-
 def test_a_job_runs_in_another_process(lane) -> None:
     import json
 
     stages = []
     report = json.loads(
-        lane.run("summary", {"norm": _norm(LENET)}, time.monotonic() + 60, progress=lambda *a: stages.append(a))
+        lane.run(SummaryJob(selection=LENET), time.monotonic() + 60, progress=lambda *a: stages.append(a))
     )
     assert report["totals"]["params"] == 61_706  # LeNet-5, as published
     assert stages[0][0] == "queued"
@@ -55,32 +46,29 @@ def test_a_job_runs_in_another_process(lane) -> None:
 
 
 def test_the_deadline_kills_the_worker_and_the_lane_starts_a_fresh_one(lane) -> None:
-    lane.run("summary", {"norm": _norm(LENET)}, time.monotonic() + 60)
+    lane.run(SummaryJob(selection=LENET), time.monotonic() + 60)
     (first,) = lane.pids()
     start = time.monotonic()
     with pytest.raises(ComputeTimeoutError):
-        lane.run(
-            "memory",
-            {"norm": _norm(BIG), "options": {"mode": "train", "optimizer": "adam", "precision": "fp32"}},
-            start + 0.3,
-        )
+        lane.run(MemoryJob(selection=BIG, step=TRAIN), start + 0.3)
     assert time.monotonic() - start < 2.0  # stopped at the deadline, not when the estimate ended
     assert lane.stats.killed_pids[-1] == first and _gone(first)
     assert lane.stats.busy == 0
-    lane.run("summary", {"norm": _norm(LENET)}, time.monotonic() + 60)
+    lane.run(SummaryJob(selection=LENET), time.monotonic() + 60)
     assert lane.pids() and lane.pids()[0] != first
 
 
 def test_a_worker_past_its_memory_limit_is_stopped(lane) -> None:
     with pytest.raises(MemoryLimitError) as caught:
-        lane.run("summary", {"norm": _norm(BIG)}, time.monotonic() + 60, memory_limit=64 * 2**20)
+        lane.run(SummaryJob(selection=BIG), time.monotonic() + 60, memory_limit=64 * 2**20)
     assert "over this server's limit of 64 MiB" in str(caught.value)
     assert _gone(lane.stats.killed_pids[-1])
 
 
 def test_engine_errors_come_back_as_the_api_answers_them(lane) -> None:
     with pytest.raises(WorkerFailure) as caught:
-        lane.run("summary", {"norm": {**_norm(LENET), "shape": [1, 7, 7]}}, time.monotonic() + 60)
+        tiny = LENET.model_copy(update={"shape": [1, 7, 7]})
+        lane.run(SummaryJob(selection=tiny), time.monotonic() + 60)
     assert caught.value.status == 422
     assert caught.value.body["layer"]  # the layer whose shapes did not fit
 
@@ -91,9 +79,8 @@ def test_a_full_lane_queues_until_the_deadline(lane) -> None:
     outcome: list[BaseException] = []
 
     def occupy() -> None:
-        options = {"mode": "train", "optimizer": "adam", "precision": "fp32"}
         try:
-            lane.run("memory", {"norm": _norm(BIG), "options": options}, time.monotonic() + 1.5)
+            lane.run(MemoryJob(selection=BIG, step=TRAIN), time.monotonic() + 1.5)
         except ComputeTimeoutError as exc:
             outcome.append(exc)
 
@@ -102,7 +89,7 @@ def test_a_full_lane_queues_until_the_deadline(lane) -> None:
     while lane.stats.busy == 0:
         time.sleep(0.01)
     with pytest.raises(ComputeTimeoutError) as caught:
-        lane.run("summary", {"norm": _norm(LENET)}, time.monotonic() + 0.3)
+        lane.run(SummaryJob(selection=LENET), time.monotonic() + 0.3)
     assert "waited in the queue" in str(caught.value)
     busy.join()
     assert outcome  # the job that held the lane was itself stopped at its deadline

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from app.engine import InputError, ModelRunError, NeedsRealRunError, ShapeMismatchError, estimate_memory, summarize
-from app.engine.selection import ModelInputs
-from app.engine.torch_internals import reference_flop_counter
-from app.engine.tracing import tensor_leaves
+from app.engine.tracing.selection import ModelInputs
+from app.engine.tracing.torch_internals import reference_flop_counter
+from app.engine.tracing.tracer import tensor_leaves
 
 from .foreign_models import CORPUS, Foreign
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from app.engine.cpu_workspace import _cpu_flags, op_workspace
-from app.engine.torch_internals import OpObserver, kineto_memory_events
+from app.engine.tracing.cpu_workspace import _cpu_flags, op_workspace
+from app.engine.tracing.torch_internals import OpObserver, kineto_memory_events
 
 aten = torch.ops.aten
 BF16_ONEDNN = "avx512_bf16" in _cpu_flags() and "AVX512" in str(torch.backends.cpu.get_cpu_capability())

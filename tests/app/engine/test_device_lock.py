@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from app.engine.device_lock import DeviceGate
 from app.engine.errors import DeviceBusyError
+from app.engine.live.device_lock import DeviceGate
 
 
 def test_a_second_run_waits_then_gives_up() -> None:

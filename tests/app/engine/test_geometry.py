@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from app.engine.explain import explain
-from app.engine.geometry import conv_window, pool_window, window_output
+from app.engine.tracing.geometry import conv_window, pool_window, window_output
 
 CASES = list(itertools.product([5, 6, 7, 13], [2, 3], [1, 2, 3], [0, 1], [1, 2], [False, True]))
 

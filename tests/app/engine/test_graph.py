@@ -151,7 +151,7 @@ def test_every_foreign_model_gives_a_graph_without_changing_it() -> None:
 
 
 def test_a_graph_past_the_node_limit_is_refused_with_a_413(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.engine.graph as graph
+    import app.engine.summary.graph as graph
     from app.engine.errors import InputError
 
     monkeypatch.setattr(graph, "MAX_NODES", 50)  # ResNet-18 has 87

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import models
-from app.engine.activations import channel_values, layer_maps, run_and_capture
-from app.engine.attention_maps import attention_maps
-from app.engine.images import ImageError, decode_image, digits_to_input
-from app.engine.tokenizer import BytePairTokenizer, bundled_tokenizer
-from app.engine.weights import (
+from app.engine.live.activations import channel_values, layer_maps, run_and_capture
+from app.engine.live.attention_maps import attention_maps
+from app.engine.live.images import ImageError, decode_image, digits_to_input
+from app.engine.live.tokenizer import BytePairTokenizer, bundled_tokenizer
+from app.engine.live.weights import (
     WeightsError,
     bundled_state_dict,
     check_state_dict,
@@ -217,7 +217,7 @@ def test_attention_rows_sum_to_one_and_the_causal_mask_holds(name: str, config: 
 def test_bundled_gpt_has_learned_its_corpus() -> None:
     import torch.nn.functional as F
 
-    from app.engine.tokenizer import CORPUS_FILE
+    from app.engine.live.tokenizer import CORPUS_FILE
 
     bundled = models.bundled_for("gpt")
     torch.manual_seed(0)

@@ -257,7 +257,7 @@ def _root() -> str:
 @pytest.mark.parametrize(("name", "preset"), [*CASES[:9], ("resnet", "resnext50_32x4d"), ("sequential", "mlp")])
 def test_shape_rules_agree_with_running_the_layers(name: str, preset: str | None, monkeypatch) -> None:
     """The fast shape rules for common layers give exactly what the meta kernels give."""
-    from app.engine import summary
+    from app.engine.summary import summarizer as summary
 
     config = {"preset": preset} if preset else None
     fast = summarize(name, config, batch_size=3)
@@ -268,8 +268,8 @@ def test_shape_rules_agree_with_running_the_layers(name: str, preset: str | None
 
 @pytest.mark.parametrize("name", ["alexnet", "resnet", "gpt", "vit", "transformer", "lenet5"])
 def test_flop_counter_matches_torch_flop_counter_mode(name: str) -> None:
-    from app.engine.selection import make_inputs, select
-    from app.engine.torch_internals import reference_flop_counter
+    from app.engine.tracing.selection import make_inputs, select
+    from app.engine.tracing.torch_internals import reference_flop_counter
 
     selection = select(name, {"preset": "tiny"} if name == "transformer" else None)
     inputs = make_inputs(selection, 2, torch.float32, "meta")
@@ -279,7 +279,7 @@ def test_flop_counter_matches_torch_flop_counter_mode(name: str) -> None:
 
 
 def test_reused_meta_models_give_identical_reports() -> None:
-    from app.engine.selection import META_MODELS
+    from app.engine.tracing.selection import META_MODELS
 
     META_MODELS.clear()
     cold = summarize("resnet", {"depth": 34}, batch_size=2)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from app.engine import ModelRunError, NeedsRealRunError, ShapeMismatchError
-from app.engine.tracing import Tracer, failures_translated, tensor_leaves, translate_failure
+from app.engine.tracing.tracer import Tracer, failures_translated, tensor_leaves, translate_failure
 
 Pair = namedtuple("Pair", "first second")
 
@@ -89,7 +89,7 @@ def test_other_failures_are_not_called_shape_mismatches() -> None:
 
 
 def test_data_dependence_names_the_module_and_the_op() -> None:
-    from app.engine.torch_internals import fake_mode
+    from app.engine.tracing.torch_internals import fake_mode
 
     model = nn.Sequential(nn.ReLU(), Reads())
     tracer = Tracer(model)

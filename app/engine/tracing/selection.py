@@ -24,10 +24,10 @@ from torch import nn
 import models
 from models import InputKind
 
-from .choices import DTYPES, INPUT_DTYPES
-from .errors import InputError
-from .lru import LRUCache
-from .tracing import tensor_leaves
+from ..choices import DTYPES, INPUT_DTYPES
+from ..errors import InputError
+from ..lru import LRUCache
+from .tracer import tensor_leaves
 
 MAX_BATCH = 1 << 16
 MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample's input: 268 million values at most
@@ -303,6 +303,11 @@ def check_module_count(module: nn.Module, max_modules: int | None) -> None:
             f"the model has {count:,} modules, over this server's limit of {max_modules:,}; use fewer layers",
             field="config",
         )
+
+
+def is_hugging_face(module: nn.Module) -> bool:
+    """A transformers model (it has a generation config and says whether it generates)."""
+    return hasattr(module, "generation_config") and hasattr(module, "can_generate")
 
 
 def _guess_kind(module: nn.Module) -> InputKind:

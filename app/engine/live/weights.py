@@ -19,7 +19,7 @@ from torch import nn
 
 from models import BundledWeights, torchvision_checkpoint
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_LISTED_PROBLEMS = 50  # an error body lists this many mismatches at most, then counts the rest
 

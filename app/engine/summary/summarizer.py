@@ -20,13 +20,10 @@ from torch import nn
 
 import models
 
-from .choices import dtype_name
-from .errors import InputError, NeedsRealRunError
-from .explain import explain, explain_block, explain_structure
-from .explain_llm import inactive_expert_params
-from .graph import GraphRecorder, GraphReport
-from .report import LayerRow, SummaryReport, Totals
-from .selection import (
+from ..choices import dtype_name
+from ..errors import InputError, NeedsRealRunError
+from ..explain import explain, explain_block, explain_structure, inactive_expert_params
+from ..tracing.selection import (
     ModelInputs,
     Selection,
     check_batch,
@@ -35,8 +32,10 @@ from .selection import (
     parse_dtype,
     selected,
 )
-from .torch_internals import fake_mode
-from .tracing import Tracer, failures_translated, nbytes_of, preserved_modes, tensor_leaves
+from ..tracing.torch_internals import fake_mode
+from ..tracing.tracer import Tracer, failures_translated, nbytes_of, preserved_modes, tensor_leaves
+from .graph import GraphRecorder, GraphReport
+from .report import LayerRow, SummaryReport, Totals
 
 FAST_PATHS = True  # shape rules for common layers (see fastpath.py); tests compare both ways
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.transformer import sinusoid_table
 
-from .errors import InputError
+from ..errors import InputError
 from .tokenizer import BytePairTokenizer
 
 MAX_TOKENS = 64
@@ -83,7 +83,7 @@ def attention_blocks(model: nn.Module, module_types: tuple[type[nn.Module], ...]
     return blocks
 
 
-def select(
+def chosen_heads(
     blocks: list[tuple[str, nn.Module]], layers: list[int] | None, heads: list[int] | None, tokens: int
 ) -> tuple[dict[int, list[int]], int]:
     """Each chosen layer's index -> its head indices asked for, and the bytes their weights will take."""

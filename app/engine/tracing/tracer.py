@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import EngineError, InputError, ModelRunError, NeedsRealRunError, ShapeMismatchError
+from ..errors import EngineError, InputError, ModelRunError, NeedsRealRunError, ShapeMismatchError
 from .fastpath import fast_forward, rule_for
 from .geometry import conv_window, pool_window
 from .torch_internals import (

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from models import ImagePreprocessing
 
-from .errors import InputError
+from ..errors import InputError
 
 DIGIT_SIDE = 32  # LeNet-5's input
 DIGIT_BOX = 28  # the digit's longest side inside the 32 x 32 square

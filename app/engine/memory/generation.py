@@ -1,34 +1,26 @@
-"""Generation and activation checkpointing: what the memory engine runs besides a training step or a forward.
+"""Generation: how a model generates, and what its KV cache holds.
 
 ``generation_loop`` finds how a model generates (its family's KV-cache loop; for a
 Hugging Face model, ``generate`` on real data and the same steps on fake tensors).
 ``kv_cache`` reads the cache a generation leaves: its bytes are exactly
 2 x layers x KV heads x head dim x tokens x batch x bytes per element, because they
 are the cache's own tensors (sliding-window layers keep their window, grouped-query
-attention its KV heads). ``enable_checkpointing`` recomputes each repeated block in
-backward.
+attention its KV heads).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 import models
 
-from .errors import InputError
-from .selection import Selection
-from .units import format_bytes
-
-
-def is_hugging_face(module: nn.Module) -> bool:
-    return hasattr(module, "generation_config") and hasattr(module, "can_generate")
+from ..errors import InputError
+from ..tracing.selection import Selection, is_hugging_face
+from ..units import format_bytes
 
 
 def generation_loop(selection: Selection) -> Callable[..., Any]:
@@ -97,45 +89,3 @@ def kv_cache(cache: Any) -> KVCacheFigures | None:
         cross_bytes = sum(t.numel() * t.element_size() for t in cross)
         formula += f", plus {format_bytes(cross_bytes)} of cross-attention keys and values over the source"
     return KVCacheFigures(total, tokens, f"{formula} = {format_bytes(total)}")
-
-
-def repeated_blocks(model: nn.Module) -> list[nn.Module]:
-    """The blocks of the model's repeated stacks: a ModuleList or Sequential of two or more blocks (modules made
-    of layers) of one class, outermost first; a block inside one already found is not counted again."""
-    blocks: list[nn.Module] = []
-    inside: set[int] = set()
-    for module in model.modules():
-        if id(module) in inside or not isinstance(module, nn.ModuleList | nn.Sequential):
-            continue
-        children = list(module.children())
-        if len(children) > 1 and len({type(m) for m in children}) == 1 and any(True for _ in children[0].children()):
-            blocks.extend(children)
-            inside.update(id(m) for child in children for m in child.modules())
-    return blocks
-
-
-def enable_checkpointing(model: nn.Module) -> int:
-    """Recompute each repeated block in backward instead of keeping its activations; returns how many blocks.
-
-    Hugging Face models use their own ``gradient_checkpointing_enable`` (non-reentrant);
-    other models get ``torch.utils.checkpoint`` (non-reentrant) around each block's forward.
-    """
-    if is_hugging_face(model) and getattr(model, "supports_gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return sum(1 for m in model.modules() if getattr(m, "gradient_checkpointing", False)) and len(
-            repeated_blocks(model)
-        )
-    blocks = repeated_blocks(model)
-    if not blocks:
-        raise InputError(
-            "checkpointing recomputes repeated blocks (a ModuleList or Sequential of blocks of one kind), and this "
-            "model has none",
-            "checkpointing",
-        )
-    for block in blocks:
-        block.forward = functools.partial(_checkpointed, block.forward)  # type: ignore[method-assign]
-    return len(blocks)
-
-
-def _checkpointed(forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return checkpoint(forward, *args, use_reentrant=False, **kwargs)

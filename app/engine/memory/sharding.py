@@ -16,36 +16,30 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
-from .generation import enable_checkpointing, repeated_blocks
-from .memory import (
-    StepPlan,
-    StepRunner,
-    _estimate,
-    _notes,
-    meta_copy,
-    storage_bytes,
-)
-from .memory_report import MemoryBreakdown, MemoryReport
-from .selection import Selection, input_shapes
-from .torch_internals import fake_mode, fake_process_group, fsdp_memory_tracker, fully_shard
+from ..errors import InputError
+from ..tracing.torch_internals import fake_mode, fake_process_group, fsdp_memory_tracker, fully_shard
+from .checkpointing import enable_checkpointing, repeated_blocks
+from .notes import step_notes
+from .one_device import estimate_one_device
+from .report import MemoryBreakdown, MemoryReport
+from .runner import StepCase, StepRunner, meta_copy, storage_bytes
 
 
-def estimate_sharded(selection: Selection, plan: StepPlan, batch_size: int, gpus: int, sharding: str) -> MemoryReport:
+def estimate_sharded(case: StepCase) -> MemoryReport:
     """The per-device peak of one training step of ``batch_size`` samples per device over ``gpus`` devices."""
-    if sharding == "ddp":
-        return _ddp(selection, plan, batch_size, gpus)
-    return _fsdp(selection, plan, batch_size, gpus, reshard=sharding == "fsdp")
+    if case.step.sharding == "ddp":
+        return _ddp(case)
+    return _fsdp(case, reshard=case.step.sharding == "fsdp")
 
 
-def _ddp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int) -> MemoryReport:
-    report = _estimate(selection, plan, batch_size)
+def _ddp(case: StepCase) -> MemoryReport:
+    selection, gpus = case.selection, case.step.gpus
+    report = estimate_one_device(case)
     trainable = storage_bytes([p for p in selection.module.parameters() if p.requires_grad])
-    buckets = trainable // selection.module.parameters().__next__().element_size() * plan.param_dtype.itemsize
+    buckets = trainable // selection.module.parameters().__next__().element_size() * case.step.param_dtype.itemsize
     report.peak_bytes += buckets
     report.persistent_bytes += buckets
     report.breakdown.gradients += buckets
-    report.gpus, report.sharding = gpus, "ddp"
     report.notes.append(
         f"DDP over {gpus} devices: each holds the whole model and its optimizer state, plus the reducer's gradient "
         f"buckets ({buckets:,} bytes: a copy of every gradient, gradient_as_bucket_view=False), counted in gradients."
@@ -53,9 +47,10 @@ def _ddp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int) -> Me
     return report
 
 
-def _fsdp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int, reshard: bool) -> MemoryReport:
+def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
+    selection, step, gpus = case.selection, case.step, case.step.gpus
     model = meta_copy(selection.module)
-    model.to(plan.param_dtype)
+    model.to(step.param_dtype)
     blocks = repeated_blocks(model)
     if not blocks:
         raise InputError(
@@ -63,16 +58,16 @@ def _fsdp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int, resh
             "use sharding ddp",
             "sharding",
         )
-    if plan.checkpointing:
+    if step.checkpointing:
         enable_checkpointing(model)
     with fake_process_group(gpus) as mesh:
         for block in repeated_blocks(model):
             fully_shard(block, mesh=mesh, reshard_after_forward=reshard)
         fully_shard(model, mesh=mesh, reshard_after_forward=reshard)
         with fake_mode():
-            model.to_empty(device=plan.device)
+            model.to_empty(device=case.device)
             model.train()
-            runner = StepRunner(model, selection, plan, batch_size, real=False)
+            runner = StepRunner(model, case, real=False)
             runner.ensure_targets()
             tracker = fsdp_memory_tracker(model, runner.optimizer)
             tracker.track_inputs(tuple(runner.external_tensors()))
@@ -89,16 +84,7 @@ def _fsdp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int, resh
         else "ZeRO-2 (parameters kept from forward to backward)"
     )
     return MemoryReport(
-        architecture=selection.architecture,
-        config=selection.config,
-        model_class=type(selection.module).__name__,
-        input_shapes=input_shapes(selection, batch_size),
-        batch_size=batch_size,
-        dtype=str(plan.param_dtype).removeprefix("torch."),
-        mode=plan.mode,
-        optimizer=plan.optimizer,
-        precision=plan.precision,
-        device=str(plan.device),
+        **case.report_fields(),
         peak_bytes=peak,
         phase="backward",
         breakdown=MemoryBreakdown(**parts),
@@ -107,14 +93,11 @@ def _fsdp(selection: Selection, plan: StepPlan, batch_size: int, gpus: int, resh
         step_flops=0,
         layers=[],
         formula=None,
-        checkpointing=plan.checkpointing,
-        gpus=gpus,
-        sharding="fsdp" if reshard else "zero2",
         notes=[
-            f"{kind} over {gpus} devices, batch {batch_size} per device: FSDP2 fully_shard on each of the "
+            f"{kind} over {gpus} devices, batch {case.batch_size} per device: FSDP2 fully_shard on each of the "
             f"{len(blocks)} repeated blocks and the root, run on fake tensors over a fake process group and tracked "
             "by PyTorch's FSDPMemTracker; the peak is one rank's (all hold equal padded shards).",
-            *_notes(plan)[1:],
+            *step_notes(case)[1:],
         ],
     )
 

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .choices import Mode, OptimizerName, PrecisionName, ShardingName
-from .gpus import GpuFit
+from ..choices import Mode, OptimizerName, PrecisionName, ShardingName
+from ..gpus import GpuFit
 
 Phase = Literal["forward", "backward", "optimizer", "prefill", "decode"]
 

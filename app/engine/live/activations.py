@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_CHANNELS = 64  # channels drawn in one layer's grid
 GRID_SIDE = 768  # the grid's longest side, in pixels

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .explain import Shape, n, recognizes
+from .base import Shape, n, recognizes
 
 
 def _linear(module: nn.Module, name: str) -> nn.Linear | None:

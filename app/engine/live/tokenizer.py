@@ -17,7 +17,7 @@ from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKENIZER_FILE = ROOT / "models" / "tokenizer" / "bpe.json"
 CORPUS_FILE = ROOT / "models" / "tokenizer" / "corpus.txt"
 WORD = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")

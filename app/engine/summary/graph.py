@@ -24,9 +24,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .errors import InputError
+from ..errors import InputError
+from ..tracing.tracer import Record, tensor_leaves
 from .graph_report import GraphEdge, GraphNode, GraphReport
-from .tracing import Record, tensor_leaves
 
 MAX_NODES = 20_000  # a graph past this is unreadable and its JSON large: the request is refused
 COLLAPSE_ABOVE = 150  # leaf-level nodes past which repeated blocks start collapsed

@@ -27,6 +27,9 @@ from torch import nn
 import models
 from models import TRAINED, Architecture, ImagePreprocessing, InputKind
 
+from ..device import resolve_device
+from ..errors import InputError, ResponseTooLargeError
+from ..tracing.selection import vocabulary
 from .activations import (
     CHANNEL_SIDE,
     ChannelValues,
@@ -48,14 +51,11 @@ from .attention_maps import (
     MergeStep,
     attention_blocks,
     attention_maps,
+    chosen_heads,
     encode,
     positional_table,
-    select,
 )
-from .device import resolve_device
-from .errors import InputError, ResponseTooLargeError
 from .images import Prepared, decode_image, digit_input, photo_input
-from .selection import vocabulary
 from .tokenizer import bundled_tokenizer
 from .weights import (
     WeightsInfo,
@@ -66,7 +66,7 @@ from .weights import (
     torchvision_state_dict,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLES_DIR = ROOT / "static" / "samples"
 SAMPLES = {
     "cat": ("Chelsea the cat", "Stefan van der Walt, CC0"),
@@ -378,7 +378,7 @@ def _check_layers(
 
     The layers' output shapes come from an allocation-free trace of the same model.
     """
-    from .summary import summarize
+    from ..summary.summarizer import summarize
 
     modules = dict(module.named_modules())
     unknown = [p for p in paths if p not in modules]
@@ -447,7 +447,7 @@ def check_attention_request(
     ids, _, _ = encode(bundled_tokenizer(), text, text_limit(arch, parsed.model_dump(mode="json")))
     with torch.device("meta"):
         module = arch.build(parsed)
-    _, size = select(attention_blocks(module, arch.attention_modules), layers, heads, len(ids))
+    _, size = chosen_heads(attention_blocks(module, arch.attention_modules), layers, heads, len(ids))
     _check_attention_size(size, len(ids), max_response_bytes)
 
 
@@ -493,7 +493,7 @@ def attention(
         live = load_model(arch.name, parsed, weights, None, device)
     kind = arch.kind(arch.parse_config(parsed))
     blocks = attention_blocks(live.module, arch.attention_modules)
-    per_layer, size = select(blocks, layers, heads, len(ids))
+    per_layer, size = chosen_heads(blocks, layers, heads, len(ids))
     _check_attention_size(size, len(ids), max_response_bytes)
     ids_tensor = torch.tensor([ids], dtype=torch.long, device=live.device)
     inputs = (ids_tensor, ids_tensor) if kind is InputKind.SEQ2SEQ else (ids_tensor,)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import DeviceBusyError
+from ..errors import DeviceBusyError
 
 
 class DeviceGate:

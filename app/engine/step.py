@@ -1,0 +1,185 @@
+"""How a step runs, as one typed model from the request to the engine.
+
+``Step`` is the single definition of every option that changes what a memory
+estimate traces: the mode (train, inference, generate), the optimizer, the
+precision, the tokens generated, activation checkpointing and the parallel layout.
+The API's request schemas inherit its fields (so each field's bounds and
+description are written once, here), the CLI builds one from its flags, the
+service keys its cache on ``Step.key()``, the worker jobs carry one, and the engine
+reads it. A new option is a field here, a rule in ``check``, and the code that
+uses it.
+
+``StepSetup`` holds what applies to every step (precision, checkpointing, devices);
+``StepFields`` adds what picks one step (mode, optimizer, tokens). The optimizer
+overview, which sizes every mode and optimizer at once, takes a ``StepSetup``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .choices import (
+    DEFAULT_OPTIMIZER,
+    MAX_GPUS,
+    MAX_NEW_TOKENS,
+    DTypeName,
+    Mode,
+    OptimizerName,
+    PrecisionChoice,
+    PrecisionName,
+    ShardingName,
+    resolve_precision,
+)
+from .errors import InputError
+
+
+class StepSetup(BaseModel):
+    """What applies to every step of a selection: how parameters are stored and computed, and on how many devices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    precision: PrecisionName | None = Field(
+        None,
+        description="fp32/bf16/fp16/fp64: parameters and activations in that dtype; amp-*: fp32 parameters under "
+        "autocast. Omitted: from dtype (fp32 when neither is given).",
+    )
+    dtype: DTypeName | None = Field(
+        None, description="Parameter dtype; leave it out and give precision instead (they must agree if both given)."
+    )
+    checkpointing: bool = Field(False, description="train: recompute each repeated block in backward.")
+    gpus: int = Field(
+        1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
+    )
+    sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
+
+
+class StepFields(StepSetup):
+    """A step's setup, and which step: the mode, the optimizer of a training step, the tokens of a generation."""
+
+    mode: Mode = Field("train", description="train (one training step), inference (one forward) or generate.")
+    optimizer: OptimizerName = Field(DEFAULT_OPTIMIZER, description="Optimizer of a training step (GET /api/choices).")
+    new_tokens: int = Field(
+        32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens generated after the prompt (input.shape: [T])."
+    )
+
+
+STEP_FIELDS = tuple(StepFields.model_fields)
+
+
+class Step(StepFields):
+    """One step, checked: its options agree with each other, and its precision is resolved.
+
+    Build it with ``Step.of(...)`` (keyword options, errors as ``InputError`` naming the
+    field) or ``Step.model_validate``. ``key()`` is the same for every spelling of the
+    same step (dtype or precision, options that do not apply left out).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def of(cls, **options: Any) -> Step:
+        """A checked step from keyword options; a bad or unknown option raises InputError naming it."""
+        try:
+            step = cls.model_validate(options)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            cause = (first.get("ctx") or {}).get("error")
+            if first["type"] == "extra_forbidden":
+                raise InputError(f"unknown option {field!r}; a step takes {', '.join(STEP_FIELDS)}", field) from None
+            raise InputError(f"{field}: {cause or first['msg']}", field) from None
+        step.check()
+        return step
+
+    def check(self) -> None:
+        """Options that contradict each other, refused with the field at fault (before any work)."""
+        self.precision_choice  # noqa: B018  (dtype and precision must agree)
+        if self.checkpointing and self.mode != "train":
+            raise InputError("checkpointing applies to training steps (it recomputes in backward)", "checkpointing")
+        if self.gpus > 1 and self.mode != "train":
+            raise InputError(
+                "gpus > 1 sizes data-parallel training (DDP, ZeRO-2, FSDP); serving across devices needs tensor "
+                "parallelism: size one device's share with mode inference or generate",
+                "gpus",
+            )
+
+    @property
+    def precision_choice(self) -> PrecisionChoice:
+        return resolve_precision(self.precision, self.dtype)
+
+    @property
+    def param_dtype(self) -> torch.dtype:
+        return self.precision_choice.param_dtype
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return self.precision_choice.autocast_dtype
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the matrix products run in: autocast's, else the parameters'."""
+        return self.autocast_dtype or self.param_dtype
+
+    @property
+    def trains(self) -> bool:
+        return self.mode == "train"
+
+    @property
+    def generates(self) -> bool:
+        return self.mode == "generate"
+
+    @property
+    def sharded(self) -> bool:
+        return self.gpus > 1
+
+    @property
+    def used_optimizer(self) -> OptimizerName | None:
+        """The optimizer, when the step trains."""
+        return self.optimizer if self.trains else None
+
+    def canonical(self) -> dict[str, Any]:
+        """The options that decide the step, defaults of options that do not apply left out."""
+        values: dict[str, Any] = {"mode": self.mode, "precision": self.precision_choice.name}
+        if self.trains:
+            values["optimizer"] = self.optimizer
+            if self.checkpointing:
+                values["checkpointing"] = True
+            if self.sharded:
+                values.update(gpus=self.gpus, sharding=self.sharding)
+        if self.generates:
+            values["new_tokens"] = self.new_tokens
+        return values
+
+    def resolved(self) -> Step:
+        """The same step in its canonical spelling (precision named, dtype left out)."""
+        return Step.model_validate(self.canonical())
+
+    def key(self) -> str:
+        """A cache key: equal for equal steps, whatever the spelling."""
+        return json.dumps(self.canonical(), sort_keys=True)
+
+    def replace(self, **changes: Any) -> Step:
+        """A checked copy with some options changed."""
+        return Step.of(**{**self.model_dump(), **changes})
+
+    @classmethod
+    def split(cls, kwargs: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
+        """(the step, the other keyword arguments) from a call's keywords: ``step=`` or the step's own options."""
+        rest = dict(kwargs)
+        given = rest.pop("step", None)
+        options = {name: rest.pop(name) for name in STEP_FIELDS if name in rest}
+        if given is not None and options:
+            raise InputError(f"give step or its options ({', '.join(options)}), not both", next(iter(options)))
+        return (given if given is not None else cls.of(**options)), rest
+
+    def autocast(self, device: torch.device) -> Any:
+        """The autocast context of the precision (a null context without one)."""
+        import contextlib
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
