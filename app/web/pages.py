@@ -74,7 +74,16 @@ def _render(request: Request, page: str, title: str) -> HTMLResponse:
             "architectures": architectures,
             "choices": page_facts()["choices"],
             "facts": page_facts(),
-            "labs": [{"name": lab.name, "title": lab.title, "section": lab.section} for lab in LABS.values()],
+            "labs": [
+                {
+                    "name": lab.name,
+                    "title": lab.title,
+                    "section": lab.section,
+                    "example": lab.example,
+                    "example_source": lab.example_source,
+                }
+                for lab in LABS.values()
+            ],
         },
     )
 

@@ -5,6 +5,7 @@ import { draw } from "./charts.js";
 import { clearError, showError } from "./errors.js";
 import { escapeHtml } from "./format.js";
 import { SchemaForm } from "./form.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 let labs = [];
@@ -17,21 +18,20 @@ const form = new SchemaForm($("lab-form"), (all) => {
   later();
 });
 
+const URL_STATE = {
+  lab: { param: "lab", fallback: "pooling", keep: true },
+  values: { param: "v", type: "json", fallback: {} }, // only the values that differ from the lab's example
+};
+
 function readUrl() {
-  const params = new URLSearchParams(location.search);
-  try {
-    values = params.has("v") ? JSON.parse(params.get("v")) : {};
-  } catch {
-    values = {};
-  }
-  return params.get("lab") || "pooling";
+  const read = readUrlState(URL_STATE);
+  values = read.values && typeof read.values === "object" ? read.values : {};
+  return read.lab;
 }
 
 function writeUrl() {
-  const params = new URLSearchParams({ lab: lab.name });
   const changed = Object.fromEntries(Object.entries(values).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(lab.defaults[k])));
-  if (Object.keys(changed).length) params.set("v", JSON.stringify(changed));
-  history.replaceState(null, "", `${location.pathname}?${params}`);
+  writeUrlState(URL_STATE, { lab: lab.name, values: changed });
 }
 
 function isMatrix(value) {
@@ -131,6 +131,9 @@ function renderChart() {
 
 function render() {
   $("lab-title").innerHTML = `${escapeHtml(result.title)} <span class="muted">course notes §${escapeHtml(result.section)}</span>`;
+  // Whose numbers these are: the notes' own example, one of Layerscope's, or the student's.
+  $("lab-example").textContent =
+    result.example === "yours" ? "Your numbers." : `${result.example === "notes" ? "The notes' own example" : "Layerscope's example (the notes give none)"}: ${lab.example_source}.`;
   renderOutputs();
   $("lab-steps").innerHTML = result.steps
     .map((s) => `<li><strong>${escapeHtml(s.label)}</strong>: <span class="mono">${escapeHtml(s.formula)}</span>${s.value === null || s.value === undefined ? "" : ` = ${valueHtml(s.value)}`}</li>`)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_lists_the_labs_with_their_schema_and_the_notes_example(client) -> None:
     body = client.get("/api/labs").json()
@@ -39,3 +41,17 @@ def test_unknown_lab_is_404_and_bad_values_422_naming_the_field(client) -> None:
     assert unknown_field.status_code == 422 and unknown_field.json()["field"] == "kernel"
     too_big = client.post("/api/labs/pooling", json={"matrix": [[1] * 40] * 40})
     assert too_big.status_code == 422 and too_big.json()["field"] == "matrix"
+
+
+def test_not_a_number_is_a_422_and_an_overflow_is_valid_json(client) -> None:
+    import json
+
+    nan = client.post(
+        "/api/labs/softmax", content='{"logits": [NaN, 1.0]}', headers={"content-type": "application/json"}
+    )
+    assert nan.status_code == 422 and nan.json()["field"] == "logits.0"
+    wrong = client.post("/api/labs/batchnorm", json={"gamma": [1, 2]})
+    assert wrong.status_code == 422 and wrong.json()["field"] == "gamma" and "3 features" in wrong.json()["detail"]
+    overflow = client.post("/api/labs/backprop", json={"x": [1e300, 1e300], "activation": "relu"})
+    assert overflow.status_code == 200
+    assert json.loads(overflow.text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))["loss"] == "inf"

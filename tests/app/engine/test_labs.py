@@ -294,3 +294,93 @@ def test_unknown_lab_and_bad_values_name_what_is_wrong() -> None:
     with pytest.raises(InputError) as info:
         run_lab("pooling", {"matrix": [[1, 2], [3]]})
     assert info.value.field == "matrix"
+
+
+# ---------------------------------------------------------------- bounded, finite, honest about whose example
+
+
+def test_the_quiz_labs_count_the_widest_networks_without_allocating_them() -> None:
+    """Twelve widths of 65,536 are 47 billion parameters (176 GiB in float32): counted on meta, not built."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sizes = [65_536] * 12
+    result = run_lab("memory", {"sizes": sizes, "batch_size": 65_536})
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert run_lab("parameters", {"sizes": sizes})["with_biases"] == 11 * (65_536 * 65_536 + 65_536)
+    assert result["exact"]["train"] > 11 * 65_536 * 65_536 * 4 * 4  # weights, gradients and Adam's two moments
+    assert grown_mib < 200, grown_mib
+
+
+def test_ceil_mode_explains_a_dropped_last_window_and_matches_torch() -> None:
+    matrix = [[float(i + j) for j in range(5)] for i in range(5)]
+    result = run_lab("pooling", {"matrix": matrix, "kernel_size": 2, "stride": 2, "padding": 1, "ceil_mode": True})
+    expected = F.max_pool2d(torch.tensor(matrix)[None, None], 2, 2, 1, ceil_mode=True)[0, 0]
+    height = result["steps"][0]
+    assert height["value"] == expected.shape[0] == 3
+    assert "= 4, less 1" in height["formula"] and "drops it" in height["formula"]
+
+
+def test_dropout_at_p_zero_drops_nothing_as_pytorch() -> None:
+    x = [2.0, 8.0, -3.0, 11.0, 5.0]
+    result = run_lab("dropout", {"p": 0})
+    assert result["train_output"] == F.dropout(torch.tensor(x), 0.0, training=True).tolist() == x
+    assert result["mask"] == [1, 1, 1, 1, 1] and "set aside" in result["notes"][0]
+
+
+def test_an_erratum_about_the_notes_numbers_comes_only_with_those_numbers() -> None:
+    sections = lambda values: [e["section"] for e in run_lab("dropout", values)["errata"]]  # noqa: E731
+    assert "4.4 dropout example" in sections({})
+    assert sections({"x": [1, 1, 1, 1, 1]}) == ["4.4 dropout at test"]  # the convention still applies
+    assert run_lab("dropout", {})["example"] == "notes" and run_lab("dropout", {"p": 0.2})["example"] == "yours"
+    assert run_lab("softmax", {})["example"] == "layerscope"
+
+
+def test_labs_say_whose_example_they_open_with() -> None:
+    notes = {name for name, lab in LABS.items() if lab.example == "notes"}
+    assert notes == {"pooling", "dropout", "parameters"}  # the notes give numbers for these three only
+    assert all(lab.example_source for lab in LABS.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "field"),
+    [
+        ("batchnorm", {"gamma": [1.0, 2.0]}, "gamma"),
+        ("batchnorm", {"beta": [0.0, 0.0, 0.0, 0.0]}, "beta"),
+        ("softmax", {"logits": [math.nan, 1.0]}, "logits.0"),
+        ("dropout", {"x": [math.inf, 1.0]}, "x.0"),
+        ("attention", {"causal": True, "q": [[1, 0, 1, 0]] * 5}, "causal"),  # 5 queries, 4 keys at the end
+    ],
+)
+def test_bad_lab_inputs_are_refused_naming_the_field(name: str, values: dict, field: str) -> None:
+    with pytest.raises(InputError) as info:
+        run_lab(name, values)
+    assert info.value.field == field
+
+
+def test_the_head_error_names_the_width_that_does_not_divide() -> None:
+    with pytest.raises(InputError, match="width of v, 4"):
+        run_lab("attention", {"heads": 3, "q": [[1.0] * 6] * 3, "k": [[1.0] * 6] * 4, "v": [[1.0, 2.0, 3.0, 4.0]] * 4})
+
+
+def test_overflow_is_written_as_text_so_the_json_stays_strict() -> None:
+    import json
+
+    result = run_lab("backprop", {"x": [1e300, 1e300], "activation": "relu"})
+    json.loads(json.dumps(result, allow_nan=False))  # valid for a strict parser
+    assert result["loss"] == "inf" and "written as text" in result["notes"][-1]
+
+
+@pytest.mark.parametrize("alignment", ["start", "end"])
+def test_causal_alignment_with_fewer_queries_than_keys(alignment: str) -> None:
+    q = [[1.0, 0.0], [0.0, 1.0]]
+    k = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]]
+    v = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]
+    result = run_lab("attention", {"q": q, "k": k, "v": v, "causal": True, "alignment": alignment})
+    qt, kt, vt = (torch.tensor(m, dtype=F64)[None] for m in (q, k, v))
+    if alignment == "start":  # PyTorch's own is_causal aligns the queries at the start
+        expected = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
+    else:  # the last query sees every key, as a model generating with a KV cache
+        expected = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=torch.ones(2, 4, dtype=torch.bool).tril(2))
+    assert close(result["output"], expected[0])
+    assert any("depends on where the queries sit" in note for note in result["notes"])
