@@ -4,6 +4,7 @@ import { architecture, debounce, familyFacts, get, post } from "./api.js";
 import { draw } from "./charts.js";
 import { clearError, showError } from "./errors.js";
 import { escapeHtml } from "./format.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { arch: "", preset: "", weights: "", layer: 0, head: 0, text: "" };
@@ -15,20 +16,17 @@ function livePreset(arch) {
   return familyFacts(arch)?.live?.preset || "";
 }
 
-function readUrl() {
-  const params = new URLSearchParams(location.search);
-  state.arch = params.get("a") || $("at-arch").options[0].value;
-  state.preset = params.get("p") ?? livePreset(state.arch);
-  state.text = params.get("t") || $("at-text").value;
-  state.weights = params.get("w") || ""; // empty: the bundled weights when they fit, else random
-  state.layer = Number.parseInt(params.get("l") || "0", 10) || 0;
-  state.head = Number.parseInt(params.get("h") || "0", 10) || 0;
-}
+const URL_STATE = {
+  arch: { param: "a", fallback: () => $("at-arch").options[0].value },
+  preset: { param: "p", fallback: (s) => livePreset(s.arch), keep: true },
+  weights: { param: "w", fallback: "" }, // empty: the bundled weights when they fit, else random
+  text: { param: "t", fallback: () => $("at-text").value, keep: true },
+  layer: { param: "l", type: "int", fallback: 0 },
+  head: { param: "h", type: "int", fallback: 0 },
+};
 
-function writeUrl() {
-  const params = new URLSearchParams({ a: state.arch, p: state.preset, w: state.weights, t: state.text, l: state.layer, h: state.head });
-  history.replaceState(null, "", `${location.pathname}?${params}`);
-}
+const readUrl = () => readUrlState(URL_STATE, state);
+const writeUrl = () => writeUrlState(URL_STATE, state);
 
 async function loadPresets() {
   const info = await architecture(state.arch);

@@ -3,6 +3,7 @@
 import { architecture, debounce, download, get, post } from "./api.js";
 import { showError as showBanner } from "./errors.js";
 import { bytes, count, escapeHtml, flops, shape } from "./format.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const FAMILY = "sequential"; // the builder composes models of this family
@@ -16,22 +17,17 @@ let generation = 0;
 
 // ---------------------------------------------------------------- URL state
 
+const URL_STATE = {
+  spec: { param: "spec", type: "json", fallback: () => structuredClone(defaultSpec), keep: true },
+  batch: { param: "b", type: "int", fallback: 1 },
+};
+
 function readUrl() {
-  const params = new URLSearchParams(location.search);
-  spec = structuredClone(defaultSpec);
-  try {
-    if (params.has("spec")) spec = JSON.parse(params.get("spec"));
-  } catch {
-    spec = structuredClone(defaultSpec);
-  }
-  batch = Number.parseInt(params.get("b") || "1", 10) || 1;
+  ({ spec, batch } = readUrlState(URL_STATE));
 }
 
 function writeUrl() {
-  const params = new URLSearchParams();
-  params.set("spec", JSON.stringify(spec));
-  if (batch !== 1) params.set("b", String(batch));
-  history.replaceState(null, "", `${location.pathname}?${params}`);
+  writeUrlState(URL_STATE, { spec, batch });
   // The explorer link follows every edit, typed values included.
   const explorer = new URLSearchParams({ a: FAMILY, c: JSON.stringify(spec) });
   if (batch !== 1) explorer.set("b", String(batch));

@@ -4,6 +4,7 @@ import { architecture, debounce, download, get, post } from "./api.js";
 import { draw, palette } from "./charts.js";
 import { clearError, showError } from "./errors.js";
 import { bytes, count, escapeHtml, flops } from "./format.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT = [
@@ -15,30 +16,22 @@ let selections = [];
 let report = null;
 const choices = { mode: "train", optimizer: "adam", precision: "", newTokens: 32 };
 
+const URL_STATE = {
+  selections: { param: "s", type: "json", fallback: () => structuredClone(DEFAULT), keep: true },
+  mode: { param: "m", fallback: "train" },
+  optimizer: { param: "o", fallback: "adam" },
+  precision: { param: "p", fallback: "" },
+  newTokens: { param: "n", type: "int", fallback: 32 },
+};
+
 function readUrl() {
-  const params = new URLSearchParams(location.search);
-  choices.mode = params.get("m") || "train";
-  choices.optimizer = params.get("o") || "adam";
-  choices.precision = params.get("p") || "";
-  choices.newTokens = Number.parseInt(params.get("n") || "32", 10) || 32;
-  try {
-    const raw = params.get("s");
-    selections = raw ? JSON.parse(raw) : structuredClone(DEFAULT);
-  } catch {
-    selections = structuredClone(DEFAULT);
-  }
-  selections = selections.slice(0, 8);
+  const read = readUrlState(URL_STATE);
+  ({ mode: choices.mode, optimizer: choices.optimizer, precision: choices.precision, newTokens: choices.newTokens } = read);
+  selections = Array.isArray(read.selections) ? read.selections.slice(0, 8) : structuredClone(DEFAULT);
   while (selections.length < 2) selections.push({ a: "mlp", p: "", c: {}, b: 1 });
 }
 
-function writeUrl() {
-  const params = new URLSearchParams({ s: JSON.stringify(selections) });
-  if (choices.mode !== "train") params.set("m", choices.mode);
-  if (choices.optimizer !== "adam") params.set("o", choices.optimizer);
-  if (choices.precision) params.set("p", choices.precision);
-  if (choices.newTokens !== 32) params.set("n", String(choices.newTokens));
-  history.replaceState(null, "", `${location.pathname}?${params}`);
-}
+const writeUrl = () => writeUrlState(URL_STATE, { selections, ...choices });
 
 async function rowHtml(selection, index) {
   const info = await architecture(selection.a);

@@ -7,6 +7,7 @@ import { approx, bytes, count, escapeHtml, flops, shape } from "./format.js";
 import { SchemaForm } from "./form.js";
 import { GraphView } from "./graph.js";
 import { LayerTable } from "./table.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const CHOICES = facts().choices;
@@ -75,45 +76,35 @@ function matchingPreset() {
 
 // ---------------------------------------------------------------- URL state
 
+const URL_STATE = {
+  arch: { param: "a", fallback: "alexnet", keep: true },
+  config: { param: "c", type: "json", fallback: {} },
+  batch: { param: "b", type: "int", fallback: 1 },
+  shape: { param: "s", fallback: "" },
+  optimizer: { param: "o", fallback: CHOICES.default_optimizer },
+  precision: { param: "p", fallback: "fp32" },
+  layer: { param: "l", fallback: null },
+  checkpointing: { param: "ck", type: "bool", fallback: false },
+  gpus: { param: "g", type: "int", fallback: 1 },
+  sharding: { param: "sh", fallback: "fsdp" },
+  newTokens: { param: "nt", type: "int", fallback: 128 },
+  view: { param: "v", fallback: "table" },
+};
+
 function readUrl() {
-  const params = new URLSearchParams(location.search);
-  if (params.has("a")) state.arch = params.get("a");
-  try {
-    state.config = params.has("c") ? JSON.parse(params.get("c")) : {};
-  } catch {
-    state.config = {};
-  }
-  state.batch = Number.parseInt(params.get("b") || "1", 10) || 1;
-  state.shape = params.get("s") || "";
-  state.optimizer = params.get("o") || CHOICES.default_optimizer;
+  readUrlState(URL_STATE, state);
   // Links from before precision and dtype were one control carry dt=bfloat16: the plain precision of that dtype.
+  const params = new URLSearchParams(location.search);
   const legacy = PRECISIONS.find((p) => p.dtype === params.get("dt") && !p.autocast);
-  state.precision = params.get("p") || (legacy ? legacy.id : "fp32");
-  state.layer = params.get("l");
-  state.checkpointing = params.get("ck") === "1";
-  state.gpus = Number.parseInt(params.get("g") || "1", 10) || 1;
-  state.sharding = params.get("sh") || "fsdp";
-  state.newTokens = Number.parseInt(params.get("nt") || "128", 10) || 128;
-  state.view = params.get("v") === "graph" ? "graph" : "table";
+  if (!params.has("p") && legacy) state.precision = legacy.id;
+  if (!state.config || typeof state.config !== "object") state.config = {};
+  if (state.view !== "graph") state.view = "table";
 }
 
 function writeUrl() {
-  const params = new URLSearchParams();
-  params.set("a", state.arch);
   const preset = info ? matchingPreset() : "";
-  const config = preset ? { preset } : state.config; // a preset's name, not its (possibly long) config
-  if (Object.keys(config).length) params.set("c", JSON.stringify(config));
-  if (state.batch !== 1) params.set("b", String(state.batch));
-  if (state.shape) params.set("s", state.shape);
-  if (state.optimizer !== CHOICES.default_optimizer) params.set("o", state.optimizer);
-  if (state.precision !== "fp32") params.set("p", state.precision);
-  if (state.layer !== null && state.layer !== undefined) params.set("l", state.layer);
-  if (state.checkpointing) params.set("ck", "1");
-  if (state.gpus !== 1) params.set("g", String(state.gpus));
-  if (state.sharding !== "fsdp") params.set("sh", state.sharding);
-  if (state.newTokens !== 128) params.set("nt", String(state.newTokens));
-  if (state.view === "graph") params.set("v", "graph");
-  history.replaceState(null, "", `${location.pathname}?${params}`);
+  // a preset's name, not its (possibly long) config
+  writeUrlState(URL_STATE, { ...state, config: preset ? { preset } : state.config });
 }
 
 // ---------------------------------------------------------------- requests

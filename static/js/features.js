@@ -4,6 +4,7 @@ import { architecture, debounce, get, request } from "./api.js";
 import { draw, palette } from "./charts.js";
 import { clearError, showError as showBanner } from "./errors.js";
 import { escapeHtml, shape } from "./format.js";
+import { readUrlState, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 // Four decimals, and no "-0.0000" for a value that rounds to zero.
@@ -19,20 +20,17 @@ let generation = 0;
 
 // ---------------------------------------------------------------- URL state
 
-function readUrl() {
-  const params = new URLSearchParams(location.search);
-  state.arch = params.get("a") || state.arch;
-  state.preset = params.get("p") || "";
-  state.weights = params.get("w") || ""; // empty: the architecture's default weights, once they are known
-  state.sample = params.get("s") || state.sample;
-}
+const DEFAULTS = { arch: state.arch, sample: state.sample };
+const URL_STATE = {
+  arch: { param: "a", fallback: DEFAULTS.arch, keep: true },
+  preset: { param: "p", fallback: "" },
+  weights: { param: "w", fallback: "", keep: true }, // empty: the architecture's default weights, once known
+  sample: { param: "s", fallback: DEFAULTS.sample },
+};
 
-function writeUrl() {
-  const params = new URLSearchParams({ a: state.arch, w: state.weights });
-  if (state.preset) params.set("p", state.preset);
-  if (state.input === "sample") params.set("s", state.sample);
-  history.replaceState(null, "", `${location.pathname}?${params}`);
-}
+const readUrl = () => readUrlState(URL_STATE, state);
+// The sample is in the link only while a sample is the input.
+const writeUrl = () => writeUrlState(URL_STATE, { ...state, sample: state.input === "sample" ? state.sample : "" });
 
 // ---------------------------------------------------------------- requests
 

@@ -212,7 +212,9 @@ export class LayerTable {
       this.#draw();
       this.table.querySelector(`[data-toggle="${CSS.escape(path)}"]`)?.focus();
     } else if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
+      event.preventDefault(); // select the row; a collapsed block also opens, as its toggle would
+      const opens = this.children.has(path) && this.collapsed.has(path);
+      if (opens) this.collapsed.delete(path);
       this.focusPath = path;
       this.select(path);
       focusRow(path);

@@ -206,6 +206,14 @@ def test_keyboard_opens_tree_rows_and_tabs_once_into_the_table(page) -> None:
     page.locator('[data-toggle="features"]').focus()
     page.keyboard.press(" ")
     page.locator('tr[data-path="features.conv1"]').wait_for()
+    # Enter on a collapsed row itself (not its toggle) opens it too, and selects it
+    page.locator('[data-toggle="features"]').focus()
+    page.keyboard.press("Enter")
+    page.locator('tr[data-path="features"][aria-expanded="false"]').wait_for()
+    page.locator('tr[data-path="features"]').focus()
+    page.keyboard.press("Enter")
+    page.locator('tr[data-path="features"][aria-expanded="true"][aria-selected="true"]').wait_for()
+    assert page.locator('tr[data-path="features.conv1"]').count() == 1
     page.locator("#layer-search").fill("pool")
     assert page.locator("#layer-table tr[data-path]").count() == 3
 
