@@ -9,6 +9,7 @@ inference forward, or a generation with the family's KV-cache loop, calling
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ..tracing.selection import (
     model_loss,
 )
 from ..tracing.torch_internals import storage_key
+from ..tracing.transformers_internals import padding_as_given
 from .generation import generation_loop
 
 Phase = Callable[[str], None]
@@ -124,17 +126,23 @@ class StepRunner:
         self.inputs: ModelInputs = make_inputs(case.selection, case.batch_size, step.param_dtype, device, real=real)
         self.targets: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        # A fake run answers transformers' "does the mask pad anything?" as the caller's mask would.
+        self.no_padding = case.selection.no_padding
         self.cache: Any = None  # generate: the KV cache at the end
         self.decode_steps = 0  # generate: decode forwards begun so far
         if step.trains:
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.optimizer = OPTIMIZERS[step.optimizer].build(trainable) if trainable else None
 
+    def _as_real(self) -> Any:
+        """What a fake run needs to decide as the real one would (a real run decides by itself)."""
+        return padding_as_given(self.no_padding) if not self.real else contextlib.nullcontext()
+
     def ensure_targets(self) -> None:
         """Labels shaped for the model's output (found by one forward without a graph), unless it has its own loss."""
         if self.targets is not None or not self.step.trains:
             return
-        with torch.no_grad(), self.step.autocast(self.device):
+        with torch.no_grad(), self.step.autocast(self.device), self._as_real():
             output = self.inputs.run(self.model)
         if model_loss(output) is None:
             shape = tuple(first_output(output).shape)
@@ -177,12 +185,13 @@ class StepRunner:
             self.cache = generator(self.model, self.inputs, self.step.new_tokens, on_step, real=self.real)
 
     def run(self, phase: Phase = _no_phase) -> None:
-        if self.step.trains:
-            self.train_step(phase)
-        elif self.step.generates:
-            self.generate(phase)
-        else:
-            self.inference(phase)
+        with self._as_real():
+            if self.step.trains:
+                self.train_step(phase)
+            elif self.step.generates:
+                self.generate(phase)
+            else:
+                self.inference(phase)
 
     def external_tensors(self) -> list[torch.Tensor]:
         return [*self.inputs.tensors(), *([self.targets] if self.targets is not None else [])]

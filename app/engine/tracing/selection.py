@@ -28,6 +28,7 @@ from ..choices import DTYPES, INPUT_DTYPES
 from ..errors import InputError
 from ..lru import LRUCache
 from .tracer import tensor_leaves
+from .transformers_internals import pads_nothing
 
 MAX_BATCH = 1 << 16
 MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample's input: 268 million values at most
@@ -128,6 +129,7 @@ class Selection:
     pool_key: str | None = None  # set when borrowed from the meta pool: give it back when done
     input_data: ModelInputs | None = None  # the caller's own forward arguments, used as given
     input_builder: Callable[..., ModelInputs] | None = None  # the architecture's own (keyword) inputs
+    no_padding: bool = True  # the caller's attention masks pad nothing (read while the tensors are still real)
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -239,6 +241,7 @@ def select(
     With ``reuse`` the model may come from the meta pool; the caller must give it back.
     """
     given = ModelInputs.of(input_data) if input_data is not None else None
+    no_padding = pads_nothing(given.kwargs) if given is not None else True
     if given is not None and input_size is not None:
         raise InputError("give input_data or input_size, not both", "input_size")
     if isinstance(model_or_name, nn.Module):
@@ -246,7 +249,16 @@ def select(
             raise InputError("config applies to zoo architectures, not to a module you pass", field="config")
         kind = InputKind(input_kind) if input_kind else _guess_kind(model_or_name)
         if given is not None:
-            return Selection(model_or_name, None, None, kind, _sample_size(given), owned=False, input_data=given)
+            return Selection(
+                model_or_name,
+                None,
+                None,
+                kind,
+                _sample_size(given),
+                owned=False,
+                input_data=given,
+                no_padding=no_padding,
+            )
         if input_size is None:
             raise InputError(
                 "a module you pass needs input_size, e.g. (3, 224, 224), or input_data (a tensor, a tuple of "
@@ -281,7 +293,16 @@ def select(
         else None
     )
     return Selection(
-        module, arch.name, dumped, kind, size, owned=True, pool_key=key, input_data=given, input_builder=builder
+        module,
+        arch.name,
+        dumped,
+        kind,
+        size,
+        owned=True,
+        pool_key=key,
+        input_data=given,
+        input_builder=builder,
+        no_padding=no_padding,
     )
 
 

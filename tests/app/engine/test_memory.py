@@ -168,3 +168,32 @@ def test_step_flops_match_the_summary() -> None:
     training = estimate_memory("resnet", batch_size=2, optimizer="sgd")
     assert inference.step_flops == forward
     assert 2 * forward < training.step_flops < 3 * forward  # backward costs about twice the forward
+
+
+TINY_LLAMA = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 4,
+    "vocab_size": 2000,
+    "max_position_embeddings": 2048,
+}
+
+
+@pytest.mark.parametrize(("tokens", "padded"), [(64, False), (256, False), (1024, False), (256, True)])
+def test_a_hugging_face_step_on_its_own_loss_with_a_mask_matches_a_real_step(tokens: int, padded: bool) -> None:
+    """transformers skips building the causal mask when the attention mask pads nothing (it reads the values);
+    the estimate decides the same way, so the real step's peak is met at every length."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 2000, (8, tokens))
+    mask = torch.ones(8, tokens, dtype=torch.long)
+    if padded:
+        mask[:, -16:] = 0  # the last 16 tokens of every sequence are padding: the real run builds the mask
+    inputs = {"input_ids": ids, "labels": ids, "attention_mask": mask}
+    report = estimate_memory(
+        "huggingface", {"hf_config": TINY_LLAMA}, input_data=inputs, optimizer="adamw", measure=True
+    )
+    assert abs(report.error_percent) < 0.5, report.error_percent
