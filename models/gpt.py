@@ -11,15 +11,12 @@ matrix (tied weights). The default is GPT-2 small: 124,439,808 parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
 from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
-from .kv_cache import KVCache
+from .kv_cache import GreedyDecoding, KVCache
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -109,24 +106,33 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
 
 
-def generate(model: GPT, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False) -> KVCache:
-    """Greedy decoding with a KV cache: one forward over the prompt (prefill), then one per new token.
+class GreedyGPT(GreedyDecoding):
+    """Greedy decoding with a KV cache: one forward over the prompt (prefill), then one per new token."""
 
-    Returns the cache (its keys and values are what serving memory grows with).
-    """
-    (prompt,) = inputs.args  # (B, T) token ids
-    cache = KVCache()
-    tokens = prompt
-    on_step("prefill")
-    next_token = prompt
-    for step in range(new_tokens):
-        if step:
-            on_step("decode")
-        logits = model(next_token, cache)  # (B, T, vocab) for the prompt, then (B, 1, vocab)
-        next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
-        tokens = torch.cat([tokens, next_token], dim=1)
+    def prefill(self) -> None:
+        (prompt,) = self.inputs.args  # (B, T) token ids
+        self.cache = KVCache()
+        self.tokens = prompt
+        self.next_token = prompt
+        self._step()
+
+    def decode(self) -> None:
+        self._step()
+
+    def _step(self) -> None:
+        logits = self.model(self.next_token, self.cache)  # (B, T, vocab) for the prompt, then (B, 1, vocab)
+        self.next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
+        self.tokens = torch.cat([self.tokens, self.next_token], dim=1)
         del logits
-    return cache
+        self.steps += 1
+
+    def skip(self, steps: int) -> None:
+        self.cache.extend(steps)
+        self.tokens = torch.cat([self.tokens, self.tokens.new_empty(self.tokens.shape[0], steps)], dim=1)
+        self.steps += steps
+
+    def cached_tokens(self) -> int:
+        return self.cache.length
 
 
 def gpt_params(config: GPTConfig) -> int:
@@ -166,7 +172,7 @@ ARCHITECTURE = register(
         default_input=lambda c: (c.context,),
         attention_modules=(MultiHeadAttention,),
         context=lambda c: c.context,
-        generate=generate,
+        generate=GreedyGPT,
         live_preset="nano",
         default_params=124_439_808,
         presets=tuple(

@@ -30,6 +30,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from .kv_cache import GreedyDecoding
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 CONFIG_DIR = Path(__file__).parent / "hf_configs"
@@ -278,21 +279,25 @@ def inputs(
             return {"input_ids": ids(size[0])}
 
 
-def generate(model: nn.Module, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False) -> Any:
-    """Greedy generation of ``new_tokens`` tokens after the prompt, with the model's default (dynamic) cache.
+class GreedyHuggingFace(GreedyDecoding):
+    """Greedy generation of new tokens after the prompt, with the model's default (dynamic) cache.
 
-    On real tensors this is ``model.generate(ids, max_new_tokens=N, min_new_tokens=N, do_sample=False)``
+    On real tensors ``run`` is ``model.generate(ids, max_new_tokens=N, min_new_tokens=N, do_sample=False)``
     itself. Without data (fake tensors) ``generate``'s own loop cannot run: it reads token values to decide
     when to stop. The same steps are then taken one by one, as ``generate`` takes them: a prefill forward
     keeping only the last position's logits, then one forward per new token on a ``DynamicCache``; each
     step copies the last logits to float32, masks end-of-sequence (min_new_tokens), takes the argmax and
-    appends it. Returns the cache.
+    appends it.
     """
-    transformers = _transformers()
-    kwargs = dict(inputs.kwargs)
-    prompt = kwargs["input_ids"]
-    eos = model.generation_config.eos_token_id
-    if real:
+
+    # Cache layers whose state after n decode steps ``skip`` can reproduce: they grow by concatenation.
+    SKIPPABLE = ("DynamicLayer", "DynamicSlidingWindowLayer")
+
+    def run(self, new_tokens: int, on_step: Callable[[str], None]) -> Any:
+        if not self.real:
+            return super().run(new_tokens, on_step)
+        model, prompt = self.model, self.inputs.kwargs["input_ids"]
+        eos = model.generation_config.eos_token_id
         calls = {"forward": 0}
 
         def phase(module: nn.Module, args: Any) -> None:  # generate's first forward is the prefill
@@ -312,39 +317,81 @@ def generate(model: nn.Module, inputs: Any, new_tokens: int, on_step: Callable[[
             )
         finally:
             hook.remove()
-        return getattr(output, "cache", None) or output.past_key_values
-    config = model.config
-    encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-    cache_cls = transformers.DynamicCache
-    step_kwargs: dict[str, Any] = {"use_cache": True, "return_dict": True}
-    accepted = inspect.signature(model.forward).parameters
-    cache_name = "cache" if "cache" in accepted else "past_key_values"  # renamed in transformers 5.x
-    if "logits_to_keep" in accepted:
-        step_kwargs["logits_to_keep"] = 1  # generate asks for the last position's logits only
-    on_step("prefill")
-    if encoder_decoder:
-        cache = transformers.EncoderDecoderCache(cache_cls(config=config), cache_cls(config=config))
-        step_kwargs["encoder_outputs"] = model.get_encoder()(input_ids=prompt, return_dict=True)
-        start = config.decoder_start_token_id or 0
-        tokens = next_token = torch.full((prompt.shape[0], 1), start, dtype=torch.long, device=prompt.device)
-        name = "decoder_input_ids"
-    else:
-        cache = cache_cls(config=config)
-        tokens = next_token = prompt
-        name = "input_ids"
-    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    for step in range(new_tokens):
-        if step:
-            on_step("decode")
-        output = model(**{name: next_token, cache_name: cache}, **step_kwargs)
+        self.cache = getattr(output, "cache", None) or output.past_key_values
+        return self.cache
+
+    def prefill(self) -> None:
+        transformers = _transformers()
+        model = self.model
+        config = model.config
+        prompt = self.inputs.kwargs["input_ids"]
+        eos = model.generation_config.eos_token_id
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        self.step_kwargs: dict[str, Any] = {"use_cache": True, "return_dict": True}
+        accepted = inspect.signature(model.forward).parameters
+        self.cache_name = "cache" if "cache" in accepted else "past_key_values"  # renamed in transformers 5.x
+        if "logits_to_keep" in accepted:
+            self.step_kwargs["logits_to_keep"] = 1  # generate asks for the last position's logits only
+        cache_cls = transformers.DynamicCache
+        if getattr(config, "is_encoder_decoder", False):
+            self.cache = transformers.EncoderDecoderCache(cache_cls(config=config), cache_cls(config=config))
+            self.step_kwargs["encoder_outputs"] = model.get_encoder()(input_ids=prompt, return_dict=True)
+            start = config.decoder_start_token_id or 0
+            self.tokens = self.next_token = torch.full(
+                (prompt.shape[0], 1), start, dtype=torch.long, device=prompt.device
+            )
+            self.input_name = "decoder_input_ids"
+        else:
+            self.cache = cache_cls(config=config)
+            self.tokens = self.next_token = prompt
+            self.input_name = "input_ids"
+        self._step()
+
+    def decode(self) -> None:
+        self._step()
+
+    def _step(self) -> None:
+        kwargs = {self.input_name: self.next_token, self.cache_name: self.cache}
+        output = self.model(**kwargs, **self.step_kwargs)
         scores = output.logits[:, -1].to(copy=True, dtype=torch.float32)  # (B, vocab)
-        if eos_ids:  # min_new_tokens: end-of-sequence may not win yet
+        if self.eos_ids:  # min_new_tokens: end-of-sequence may not win yet
             vocab = torch.arange(scores.shape[-1], device=scores.device)
-            scores = torch.where(torch.isin(vocab, torch.tensor(eos_ids, device=scores.device)), -math.inf, scores)
-        next_token = scores.argmax(dim=-1)[:, None]  # (B, 1)
-        tokens = torch.cat([tokens, next_token], dim=-1)
+            scores = torch.where(  # one expression, as generate writes it: its temporaries go at once
+                torch.isin(vocab, torch.tensor(self.eos_ids, device=scores.device)), -math.inf, scores
+            )
+        self.next_token = scores.argmax(dim=-1)[:, None]  # (B, 1)
+        self.tokens = torch.cat([self.tokens, self.next_token], dim=-1)
         del output, scores  # as generate does: the step's outputs live until its token is appended
-    return cache
+        self.steps += 1
+
+    def _layers(self) -> list[Any]:
+        own = getattr(self.cache, "self_attention_cache", self.cache)
+        return list(getattr(own, "layers", []))
+
+    def skippable(self) -> bool:
+        """Whether every cache layer grows by concatenation (a sliding window's included)."""
+        layers = self._layers()
+        return bool(layers) and all(type(layer).__name__ in self.SKIPPABLE for layer in layers)
+
+    def skip(self, steps: int) -> None:
+        """Each layer updated as ``steps`` decode steps would leave it: with ``steps - 1`` positions, then one
+        (a sliding window then keeps its window as a view of the last step's keys, as after real steps)."""
+        if not self.skippable():
+            raise NotImplementedError(f"cannot skip decode steps of a {type(self.cache).__name__}")
+        for layer in self._layers():
+            b, h, _, d = layer.keys.shape
+            for chunk in (steps - 1, 1):
+                if chunk:
+                    layer.update(layer.keys.new_empty(b, h, chunk, d), layer.values.new_empty(b, h, chunk, d))
+        self.tokens = torch.cat([self.tokens, self.tokens.new_empty(self.tokens.shape[0], steps)], dim=-1)
+        self.steps += steps
+
+    def cached_tokens(self) -> int:
+        own = getattr(self.cache, "self_attention_cache", self.cache)
+        return int(own.get_seq_length())
+
+    def windows(self) -> tuple[int, ...]:
+        return tuple(sorted({layer.sliding_window for layer in self._layers() if getattr(layer, "is_sliding", False)}))
 
 
 ARCHITECTURE = register(
@@ -365,6 +412,6 @@ ARCHITECTURE = register(
         preprocessing=None,  # image heads are sized, not fed photographs: preprocessing belongs to a checkpoint
         context=context,
         inputs=inputs,
-        generate=generate,
+        generate=GreedyHuggingFace,
     )
 )

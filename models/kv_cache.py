@@ -48,3 +48,57 @@ class KVCache:
 
     def cross_tensors(self) -> list[torch.Tensor]:
         return [t for pair in self._cross.values() for t in pair]
+
+    def extend(self, tokens: int) -> None:
+        """Grow every self-attention layer's keys and values by ``tokens`` positions, as that many decode steps
+        would (their values are left unset: for tensors without data, where only shapes and bytes matter)."""
+        for key, (k, v) in list(self._self.items()):
+            b, h, _, d = k.shape
+            self._self[key] = (
+                torch.cat([k, k.new_empty(b, h, tokens, d)], dim=2),
+                torch.cat([v, v.new_empty(b, h, tokens, d)], dim=2),
+            )
+        self.length += tokens
+
+
+class GreedyDecoding:
+    """Greedy generation one forward at a time: ``prefill()`` over the prompt, then ``decode()`` per new token.
+
+    A family's generation loop, written as steps so an estimate can trace the steps that decide the peak and
+    ``skip(n)`` the others: ``skip`` leaves the cache, the generated ids and the next input exactly as ``n``
+    decode steps would (same shapes, same storages' sizes), without running a forward. ``windows`` are the
+    sliding windows of the model's attention layers: where a step's cost stops growing with the cache.
+    """
+
+    def __init__(self, model: nn.Module, inputs: object, real: bool = False) -> None:
+        self.model = model
+        self.inputs = inputs
+        self.real = real  # real tensors (a measured run): a family may generate with its own library call
+        self.cache: object = None
+        self.steps = 0  # forwards run or skipped: 1 after the prefill
+
+    def prefill(self) -> None:
+        raise NotImplementedError
+
+    def decode(self) -> None:
+        raise NotImplementedError
+
+    def skip(self, steps: int) -> None:
+        raise NotImplementedError
+
+    def cached_tokens(self) -> int:
+        """Tokens the self-attention cache has seen (the next token's position)."""
+        raise NotImplementedError
+
+    def windows(self) -> tuple[int, ...]:
+        """The distinct sliding windows of the cache's layers (none: every layer keeps every token)."""
+        return ()
+
+    def run(self, new_tokens: int, on_step: Callable[[str], None]) -> object:
+        """The whole generation, step by step (the reference): returns the cache."""
+        on_step("prefill")
+        self.prefill()
+        for _ in range(new_tokens - 1):
+            on_step("decode")
+            self.decode()
+        return self.cache

@@ -156,8 +156,8 @@ class Architecture:
     live_preset: str | None = None  # the preset live pages start from (small enough to run for real)
     # The forward's arguments when not one tensor per input (e.g. keyword arguments): built by the family.
     inputs: Callable[..., Any] | None = None
-    # Greedy generation with a KV cache: (model, prompt inputs, new tokens, on_step(stage)) -> the cache.
-    generate: Callable[..., Any] | None = None
+    # Greedy generation with a KV cache: a kv_cache.GreedyDecoding class, (model, prompt inputs, real) -> steps.
+    generate: type | None = None
     # (config) -> notes on layers by path ('' is the whole model), shown with their figures: where the course
     # notes' figure differs (citing their section) or where this model departs from its paper.
     layer_notes: Callable[[Any], dict[str, str]] | None = None

@@ -17,15 +17,13 @@ Each sub-layer is wrapped as LayerNorm(x + Dropout(Sublayer(x))) (post-norm, as 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from .attention import ATTENTION_IMPL_DESCRIPTION, AttentionImpl, MultiHeadAttention
-from .kv_cache import KVCache
+from .kv_cache import GreedyDecoding, KVCache
 from .registry import Architecture, ArchitectureConfig, InputKind, Preset, register
 
 
@@ -169,27 +167,37 @@ class Transformer(nn.Module):
         return self.generator(self.decode(target, self.encode(source)))  # (B, T, vocab_size)
 
 
-def generate(
-    model: Transformer, inputs: Any, new_tokens: int, on_step: Callable[[str], None], real: bool = False
-) -> KVCache:
+class GreedyTranslation(GreedyDecoding):
     """Greedy translation with a KV cache: encode the source once, then decode from the target's first token.
 
     The decoder's self-attention caches grow a token per step; its cross-attention
     keys and values (of the encoder's output) are computed once and kept.
     """
-    source, target = inputs.args  # (B, S), (B, T): the target's first token starts the output
-    cache = KVCache()
-    on_step("prefill")
-    memory = model.encode(source)  # (B, S, C)
-    tokens = next_token = target[:, :1]
-    for step in range(new_tokens):
-        if step:
-            on_step("decode")
-        logits = model.generator(model.decode(next_token, memory, cache))  # (B, 1, vocab)
-        next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
-        tokens = torch.cat([tokens, next_token], dim=1)
+
+    def prefill(self) -> None:
+        source, target = self.inputs.args  # (B, S), (B, T): the target's first token starts the output
+        self.cache = KVCache()
+        self.memory = self.model.encode(source)  # (B, S, C)
+        self.tokens = self.next_token = target[:, :1]
+        self._step()
+
+    def decode(self) -> None:
+        self._step()
+
+    def _step(self) -> None:
+        logits = self.model.generator(self.model.decode(self.next_token, self.memory, self.cache))  # (B, 1, vocab)
+        self.next_token = logits[:, -1].float().argmax(dim=-1, keepdim=True)  # (B, 1)
+        self.tokens = torch.cat([self.tokens, self.next_token], dim=1)
         del logits
-    return cache
+        self.steps += 1
+
+    def skip(self, steps: int) -> None:
+        self.cache.extend(steps)
+        self.tokens = torch.cat([self.tokens, self.tokens.new_empty(self.tokens.shape[0], steps)], dim=1)
+        self.steps += steps
+
+    def cached_tokens(self) -> int:
+        return self.cache.length
 
 
 def _params(config: TransformerConfig) -> int:
@@ -217,7 +225,7 @@ ARCHITECTURE = register(
         default_input=lambda c: (min(128, c.max_len), min(128, c.max_len)),
         attention_modules=(MultiHeadAttention,),
         context=lambda c: c.max_len,
-        generate=generate,
+        generate=GreedyTranslation,
         layer_notes=lambda config: (
             {
                 "": "the paper reports 65M parameters for base without its exact vocabulary; this model shares one "

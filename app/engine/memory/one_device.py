@@ -22,7 +22,7 @@ from ..tracing.torch_internals import OpObserver, PhaseMemTracker, SavedTensorLe
 from ..tracing.tracer import Tracer, failures_translated, preserved_modes
 from ..units import format_bytes
 from .checkpointing import enable_checkpointing
-from .generation import kv_cache
+from .generation import NotAffineError, TracedSteps, kv_cache, traces_every_step
 from .notes import step_notes
 from .report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .runner import StepCase, StepRunner, materialize, meta_copy, optimizer_state_tensors, storage_bytes
@@ -57,7 +57,11 @@ def estimate_one_device(case: StepCase) -> MemoryReport:
         with fake_mode():
             materialize(model, case.device)
             runner = StepRunner(model, case, real=False)
-            account = _track_step(runner, model)
+            try:
+                account = _track_step(runner, model, every_step=traces_every_step())
+            except NotAffineError:  # a step's figures are not affine where steps were skipped: trace them all
+                runner = StepRunner(model, case, real=False)
+                account = _track_step(runner, model, every_step=True)
         params = list(model.parameters())
         param_bytes = storage_bytes(params)
         trainable_bytes = storage_bytes([p for p in params if p.requires_grad])
@@ -83,7 +87,8 @@ def _generation_fields(runner: StepRunner, account: StepAccount, selection: Sele
         return {}
     figures = kv_cache(runner.cache)
     prompt = selection.input_size[0]
-    start = figures.tokens - (runner.step.new_tokens - 1) if figures else prompt  # tokens after the prefill
+    # Positions the cache has seen after the prefill (a sliding window holds fewer; the minimum below caps it).
+    start = runner.seen_tokens - (runner.step.new_tokens - 1) if figures else prompt
     return {
         "new_tokens": runner.step.new_tokens,
         "prompt_tokens": prompt,
@@ -123,8 +128,12 @@ class StepAccount:
     peak_marker: int = 0  # generate: decode steps begun when the peak happened
 
 
-def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
-    """Warm up, then track one step with MemTracker and the saved-tensor ledger."""
+def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False) -> StepAccount:
+    """Warm up, then track one step with MemTracker and the saved-tensor ledger.
+
+    A generation traces only the steps that decide its peak unless ``every_step`` (the reference): the FLOPs
+    and layer outputs of the skipped steps are added from their traced neighbours.
+    """
     where = {"train": "training step", "generate": "generation"}.get(runner.step.mode, "forward")
     warm = Tracer(model, count_flops=False, fast_paths=False)
     with failures_translated(warm, model, where), warm.attached():
@@ -142,8 +151,21 @@ def _track_step(runner: StepRunner, model: nn.Module) -> StepAccount:
     tracker.marker = lambda: runner.decode_steps
     counter = flop_counter()
     hidden = OpObserver(_workspace_callback(tracker, runner.device))
+    records = list(tracer.records.values())
+    if runner.step.generates and not every_step:
+        runner.traced = TracedSteps(
+            totals=lambda: {"flops": counter.total, **{str(i): r.output_bytes for i, r in enumerate(records)}},
+            frozen=tracker.frozen,
+            on_skip=lambda steps: setattr(runner, "decode_steps", runner.decode_steps + steps),
+        )
     with failures_translated(tracer, model, where), tracer.attached(), ledger.recording(), tracker, counter, hidden:
         runner.run(tracker.set_phase)
+    if runner.traced is not None:  # what the skipped steps add: their FLOPs and their layers' outputs
+        added = runner.traced.steps.skipped()
+        counter.total += added.pop("flops", 0)
+        for index, extra in added.items():
+            records[int(index)].output_bytes += extra
+        runner.traced = None
     categories = tracker.peak_by_category()
     leaf_outputs = [
         record.output_bytes for record in tracer.records.values() if record.calls and not list(record.module.children())

@@ -32,7 +32,7 @@ from ..tracing.selection import (
 )
 from ..tracing.torch_internals import storage_key
 from ..tracing.transformers_internals import padding_as_given
-from .generation import generation_loop
+from .generation import TracedSteps, decoding_for, run_generation
 
 Phase = Callable[[str], None]
 
@@ -129,7 +129,9 @@ class StepRunner:
         # A fake run answers transformers' "does the mask pad anything?" as the caller's mask would.
         self.no_padding = case.selection.no_padding
         self.cache: Any = None  # generate: the KV cache at the end
-        self.decode_steps = 0  # generate: decode forwards begun so far
+        self.decode_steps = 0  # generate: decode forwards begun (or skipped) so far
+        self.traced: TracedSteps | None = None  # generate: set by an estimate to trace some steps, not all
+        self.seen_tokens = 0  # generate: positions the self-attention cache has seen at the end
         if step.trains:
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.optimizer = OPTIMIZERS[step.optimizer].build(trainable) if trainable else None
@@ -174,7 +176,7 @@ class StepRunner:
 
     def generate(self, phase: Phase = _no_phase) -> None:
         """Greedy generation with the family's KV-cache loop (Hugging Face: ``generate`` itself on real data)."""
-        generator = generation_loop(self.selection)
+        decoding = decoding_for(self.selection)(self.model, self.inputs, real=self.real)
         self.decode_steps = 0
 
         def on_step(stage: str) -> None:
@@ -182,7 +184,9 @@ class StepRunner:
             phase(stage)
 
         with torch.inference_mode(), self.step.autocast(self.device):
-            self.cache = generator(self.model, self.inputs, self.step.new_tokens, on_step, real=self.real)
+            traced = None if self.real else self.traced
+            self.cache = run_generation(decoding, self.step.new_tokens, on_step, traced)
+        self.seen_tokens = decoding.cached_tokens() if not self.real else 0
 
     def run(self, phase: Phase = _no_phase) -> None:
         with self._as_real():

@@ -344,10 +344,23 @@ if _MemTracker is not None:
             self.peak_total = 0
             self.marker: Callable[[], int] = lambda: 0  # the caller's position at a new peak (a decode step...)
             self.peak_marker = 0
+            self._frozen = False
+
+        @contextmanager
+        def frozen(self) -> Iterator[None]:
+            """Allocations and frees inside are tracked (the live bytes stay right), but set no peak: for work
+            that stands in for steps not traced (a generation's skipped decode steps)."""
+            self._frozen = True
+            try:
+                yield
+            finally:
+                self._frozen = False
 
         def _update_peak_stats(self, peak_state: Any) -> None:
             # Only the whole-model peak is needed: skip MemTracker's per-module peaks, which walk
             # every module after every op (most of its cost on a large model).
+            if self._frozen:
+                return
             for device, snapshot in self._curr_mem_snap.items():
                 total = snapshot[_TOTAL_KEY]
                 if self._peak_mem.get(device, 0) < total:
@@ -380,7 +393,7 @@ if _MemTracker is not None:
 
         def note_transient(self, extra: int) -> None:
             """Bytes live for a moment inside the op that just ran, beyond what it returned (kernel workspaces)."""
-            if extra <= 0:
+            if extra <= 0 or self._frozen:
                 return
             total = self.current_bytes()
             if total + extra <= self.peak_bytes():
