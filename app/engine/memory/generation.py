@@ -134,9 +134,7 @@ class TracedSteps:
     steps: StepTotals = field(default_factory=StepTotals)
 
 
-def run_generation(
-    decoding: Any, new_tokens: int, on_step: Callable[[str], None], traced: TracedSteps | None
-) -> Any:
+def run_generation(decoding: Any, new_tokens: int, on_step: Callable[[str], None], traced: TracedSteps | None) -> Any:
     """Generate ``new_tokens`` tokens: every step (``traced`` None: the reference), or the steps that decide the
     peak with the others skipped. Returns the cache."""
     skippable = getattr(decoding, "skippable", lambda: True)
