@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,24 +65,6 @@ def decode_steps_to_trace(new_tokens: int, prompt_tokens: int, windows: tuple[in
         fills = window - prompt_tokens  # decode step k attends over prompt_tokens + k positions
         steps.update({fills - 1, fills})
     return sorted(k for k in steps if 1 <= k <= last)
-
-
-_REFERENCE = {"every_step": False}
-
-
-@contextlib.contextmanager
-def step_by_step() -> Iterator[None]:
-    """Estimates inside trace every step of a generation: the reference the skipping path is checked against."""
-    before = _REFERENCE["every_step"]
-    _REFERENCE["every_step"] = True
-    try:
-        yield
-    finally:
-        _REFERENCE["every_step"] = before
-
-
-def traces_every_step() -> bool:
-    return _REFERENCE["every_step"]
 
 
 class NotAffineError(Exception):

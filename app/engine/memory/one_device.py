@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,15 +17,24 @@ from torch import nn
 
 from ..choices import OPTIMIZERS
 from ..errors import InputError
+from ..lru import LRUCache
 from ..step import Step
 from ..tracing.cpu_workspace import op_workspace
 from ..tracing.selection import Selection
-from ..tracing.torch_internals import OpObserver, PhaseMemTracker, SavedTensorLedger, fake_mode, flop_counter
+from ..tracing.torch_internals import (
+    OpObserver,
+    PhaseMemTracker,
+    PhaseOpening,
+    SavedTensorLedger,
+    fake_mode,
+    flop_counter,
+)
 from ..tracing.tracer import Tracer, failures_translated, preserved_modes
 from ..units import format_bytes
 from .checkpointing import enable_checkpointing
-from .generation import NotAffineError, TracedSteps, kv_cache, traces_every_step
+from .generation import NotAffineError, TracedSteps, kv_cache
 from .notes import step_notes
+from .reference import tracing_everything
 from .report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .runner import StepCase, StepRunner, materialize, meta_copy, optimizer_state_tensors, storage_bytes
 
@@ -43,42 +54,206 @@ def _prepare_model(case: StepCase) -> nn.Module:
 
 
 def estimate_one_device(case: StepCase) -> MemoryReport:
-    """The peak on one device, traced on fake tensors."""
+    """The peak on one device, traced on fake tensors.
+
+    A training step traces its forward and backward once for every optimizer (``_passes``, reused while the
+    selection, batch and precision stay the same) and adds the chosen optimizer's state and step from a trace
+    over the parameters alone (``_optimizer_trace``): the same report as tracing the step with its optimizer
+    (``reference.reference_traces``), at a fraction of the cost.
+    """
     step = case.step
+    if step.trains and not tracing_everything():
+        passes = _passes(case)
+        account = _with_optimizer(passes, _optimizer_trace(step.optimizer, passes.trainable, case.device))
+        return _report(case, account, passes.facts, None)
     model = _prepare_model(case)
-    if step.trains and not any(p.requires_grad for p in model.parameters()):
-        raise InputError(
-            "this model has no trainable parameters, so a training step has nothing to update: "
-            "ask for mode 'inference' (or add a layer with weights)",
-            "mode",
-        )
+    if step.trains:
+        _check_trainable(model)
     with preserved_modes(model):
         model.train(step.trains)
         with fake_mode():
             materialize(model, case.device)
             runner = StepRunner(model, case, real=False)
             try:
-                account = _track_step(runner, model, every_step=traces_every_step())
+                account = _track_step(runner, model, every_step=tracing_everything())
             except NotAffineError:  # a step's figures are not affine where steps were skipped: trace them all
                 runner = StepRunner(model, case, real=False)
                 account = _track_step(runner, model, every_step=True)
-        params = list(model.parameters())
-        param_bytes = storage_bytes(params)
-        trainable_bytes = storage_bytes([p for p in params if p.requires_grad])
-        buffer_bytes = storage_bytes(list(model.buffers()))
+        facts = _model_facts(model, account)
+    return _report(case, account, facts, runner)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a report needs of the model itself: its bytes, and its layers' rows."""
+
+    param_bytes: int
+    trainable_bytes: int
+    buffer_bytes: int
+    rows: list[LayerMemory]
+
+
+def _model_facts(model: nn.Module, account: StepAccount) -> ModelFacts:
+    params = list(model.parameters())
+    return ModelFacts(
+        param_bytes=storage_bytes(params),
+        trainable_bytes=storage_bytes([p for p in params if p.requires_grad]),
+        buffer_bytes=storage_bytes(list(model.buffers())),
+        rows=_layer_rows(model, account),
+    )
+
+
+def _report(case: StepCase, account: StepAccount, facts: ModelFacts, runner: StepRunner | None) -> MemoryReport:
+    step = case.step
+    held = facts.param_bytes + facts.buffer_bytes + (facts.trainable_bytes if step.trains else 0)
     return MemoryReport(
         **case.report_fields(),
         peak_bytes=account.peak,
         phase=account.phase if account.phase in PHASES else "forward",
         breakdown=_breakdown(account),
-        persistent_bytes=param_bytes + buffer_bytes + (trainable_bytes if step.trains else 0) + account.optimizer_state,
+        persistent_bytes=held + account.optimizer_state,
         saved_activation_bytes=account.saved_total,
         step_flops=account.flops,
-        layers=_layer_rows(model, account),
-        formula=_formula(account, step, case.batch_size, param_bytes, trainable_bytes, account.peak),
+        layers=[row.model_copy() for row in facts.rows],
+        formula=_formula(account, step, case.batch_size, facts.param_bytes, facts.trainable_bytes, account.peak),
         notes=step_notes(case),
-        **_generation_fields(runner, account, case.selection),
+        **(_generation_fields(runner, account, case.selection) if runner is not None else {}),
     )
+
+
+# ---------------------------------------------------------------- a training step: passes, then the optimizer
+
+
+@dataclass(frozen=True)
+class PassTrace:
+    """A training step's forward and backward with no optimizer: what every optimizer's step shares."""
+
+    account: StepAccount  # optimizer_state 0; account.opening: what was live as the optimizer's phase began
+    facts: ModelFacts
+    trainable: tuple[tuple[tuple[int, ...], torch.dtype], ...]  # the trainable parameters' shapes and dtypes
+
+
+@dataclass(frozen=True)
+class OptimizerTrace:
+    """One optimizer over a model's trainable parameters: its state, and what its step adds at its peak."""
+
+    state_bytes: int
+    extra_bytes: int  # the step's peak above what was live when it began
+    extra_categories: dict[str, int]
+
+
+_PASSES: LRUCache[str, PassTrace] = LRUCache(8)
+_OPTIMIZERS: LRUCache[str, OptimizerTrace] = LRUCache(32)
+
+
+def _passes(case: StepCase) -> PassTrace:
+    """The forward and backward, from the cache when this selection, batch, precision and device were traced."""
+    key = _passes_key(case)
+    hit = _PASSES.get(key) if key is not None else None
+    if hit is not None:
+        return hit
+    model = _prepare_model(case)
+    _check_trainable(model)
+    with preserved_modes(model):
+        model.train(True)
+        with fake_mode():
+            materialize(model, case.device)
+            runner = StepRunner(model, case, real=False, with_optimizer=False)
+            account = _track_step(runner, model, warm_up=False)
+        facts = _model_facts(model, account)
+        shapes = tuple((tuple(p.shape), p.dtype) for p in model.parameters() if p.requires_grad)
+    trace = PassTrace(account, facts, shapes)
+    if key is not None:
+        _PASSES.put(key, trace)
+    return trace
+
+
+def _check_trainable(model: nn.Module) -> None:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InputError(
+            "this model has no trainable parameters, so a training step has nothing to update: "
+            "ask for mode 'inference' (or add a layer with weights)",
+            "mode",
+        )
+
+
+def _passes_key(case: StepCase) -> str | None:
+    """Equal for steps whose forward and backward are the same; None for a module the caller owns (it may change
+    between calls)."""
+    selection = case.selection
+    if not selection.owned:
+        return None
+    given = (
+        [(name, list(t.shape), str(t.dtype)) for name, t in _named_tensors(selection.input_data)]
+        if selection.input_data is not None
+        else None
+    )
+    parts = [
+        selection.architecture,
+        selection.config,
+        list(selection.input_size),
+        given,
+        selection.no_padding,
+        case.batch_size,
+        str(case.device),
+        case.step.precision_choice.name,
+        case.step.checkpointing,
+    ]
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def _named_tensors(inputs: Any) -> list[tuple[str, torch.Tensor]]:
+    named = [(str(i), t) for i, t in enumerate(inputs.args) if isinstance(t, torch.Tensor)]
+    return named + [(k, t) for k, t in inputs.kwargs.items() if isinstance(t, torch.Tensor)]
+
+
+def _optimizer_trace(
+    name: str, trainable: tuple[tuple[tuple[int, ...], torch.dtype], ...], device: torch.device
+) -> OptimizerTrace:
+    """The optimizer's state (created by a first step, as the reference's warm-up step creates it) and the peak
+    its next step adds, traced over fake parameters and gradients of the model's shapes."""
+    key = json.dumps([name, [[list(shape), str(dtype)] for shape, dtype in trainable], str(device)])
+    hit = _OPTIMIZERS.get(key)
+    if hit is not None:
+        return hit
+    with fake_mode():
+        params = [nn.Parameter(torch.empty(shape, dtype=dtype, device=device)) for shape, dtype in trainable]
+        for param in params:
+            param.grad = torch.empty_like(param)
+        optimizer = OPTIMIZERS[name].build(params)
+        optimizer.step()
+        tracker = PhaseMemTracker()
+        tracker.track_external(*params, *[p.grad for p in params], optimizer)
+        start, before = tracker.current_bytes(), tracker.current_by_category()
+        with tracker:
+            optimizer.step()
+        peak, at_peak = tracker.peak_bytes(), tracker.peak_by_category()
+        state = storage_bytes(optimizer_state_tensors(optimizer))
+    trace = OptimizerTrace(state, peak - start, {k: at_peak[k] - before.get(k, 0) for k in at_peak})
+    _OPTIMIZERS.put(key, trace)
+    return trace
+
+
+def _with_optimizer(passes: PassTrace, optimizer: OptimizerTrace) -> StepAccount:
+    """The step with its optimizer: the state is live throughout; the step's temporaries come on top of what was
+    live as the optimizer's phase began. The higher of the two peaks is the step's (the earlier on a tie)."""
+    account, opening, state = passes.account, passes.account.opening, optimizer.state_bytes
+    passes_peak = account.peak + state
+    categories = {**account.categories, "optstate": account.categories.get("optstate", 0) + state}
+    if opening is not None and opening.total + state + optimizer.extra_bytes > passes_peak:
+        categories = dict(opening.categories)
+        categories["optstate"] = categories.get("optstate", 0) + state
+        for kind, extra in optimizer.extra_categories.items():
+            categories[kind] = categories.get(kind, 0) + extra
+        return dataclasses.replace(
+            account,
+            peak=opening.total + state + optimizer.extra_bytes,
+            phase="optimizer",
+            categories=categories,
+            saved_at_peak=opening.saved,
+            optimizer_state=state,
+        )
+    return dataclasses.replace(account, peak=passes_peak, categories=categories, optimizer_state=state)
 
 
 def _generation_fields(runner: StepRunner, account: StepAccount, selection: Selection) -> dict[str, Any]:
@@ -126,9 +301,10 @@ class StepAccount:
     flops: int
     leaf_outputs: list[int]
     peak_marker: int = 0  # generate: decode steps begun when the peak happened
+    opening: PhaseOpening | None = None  # train: what was live as the optimizer's phase began
 
 
-def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False) -> StepAccount:
+def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False, warm_up: bool = True) -> StepAccount:
     """Warm up, then track one step with MemTracker and the saved-tensor ledger.
 
     A generation traces only the steps that decide its peak unless ``every_step`` (the reference): the FLOPs
@@ -138,7 +314,7 @@ def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False) 
     warm = Tracer(model, count_flops=False, fast_paths=False)
     with failures_translated(warm, model, where), warm.attached():
         runner.ensure_targets()
-        if runner.step.trains:
+        if runner.step.trains and warm_up:
             runner.run()  # creates gradients and the optimizer state: the measured step is a later one
     params = list(model.parameters())
     buffers = list(model.buffers())
@@ -182,6 +358,7 @@ def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False) 
         flops=counter.total,
         leaf_outputs=leaf_outputs,
         peak_marker=tracker.peak_marker,
+        opening=tracker.openings.get("optimizer"),
     )
 
 

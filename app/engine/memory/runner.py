@@ -117,7 +117,7 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer | None) -> list[tor
 class StepRunner:
     """One training step, inference forward or generation of ``model`` on ``device``, fake or real."""
 
-    def __init__(self, model: nn.Module, case: StepCase, real: bool) -> None:
+    def __init__(self, model: nn.Module, case: StepCase, real: bool, with_optimizer: bool = True) -> None:
         self.model = model
         self.selection = case.selection
         self.step = step = case.step
@@ -132,7 +132,7 @@ class StepRunner:
         self.decode_steps = 0  # generate: decode forwards begun (or skipped) so far
         self.traced: TracedSteps | None = None  # generate: set by an estimate to trace some steps, not all
         self.seen_tokens = 0  # generate: positions the self-attention cache has seen at the end
-        if step.trains:
+        if step.trains and with_optimizer:  # without: the forward and backward every optimizer shares
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.optimizer = OPTIMIZERS[step.optimizer].build(trainable) if trainable else None
 

@@ -15,6 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -325,6 +326,16 @@ def _raw(formula: Callable[..., int]) -> Callable[..., int]:
 
 # ---------------------------------------------------------------- memory tracking
 
+
+@dataclass(frozen=True)
+class PhaseOpening:
+    """What was live as a phase began: the bytes, by category, and the saved-for-backward bytes among them."""
+
+    total: int
+    categories: dict[str, int]
+    saved: int
+
+
 if _MemTracker is not None:
     from torch.distributed._tools.mem_tracker import _TOTAL_KEY, _MemRefType
 
@@ -345,6 +356,7 @@ if _MemTracker is not None:
             self.marker: Callable[[], int] = lambda: 0  # the caller's position at a new peak (a decode step...)
             self.peak_marker = 0
             self._frozen = False
+            self.openings: dict[str, PhaseOpening] = {}  # what was live as each phase began
 
         @contextmanager
         def frozen(self) -> Iterator[None]:
@@ -372,8 +384,16 @@ if _MemTracker is not None:
         def peak_by_category(self) -> dict[str, int]:
             """Bytes per category at the peak, summed over devices: parameter, buffer, gradient,
             activation, temp, optimizer, other (inputs)."""
+            return self._by_category(self.get_tracker_snapshot("peak"))
+
+        def current_by_category(self) -> dict[str, int]:
+            """Bytes per category now, as ``peak_by_category`` counts them."""
+            return self._by_category(self.get_tracker_snapshot("current"))
+
+        @staticmethod
+        def _by_category(snapshots: dict[Any, dict[Any, int]]) -> dict[str, int]:
             result = {ref.value.lower(): 0 for ref in _MemRefType}
-            for snapshot in self.get_tracker_snapshot("peak").values():
+            for snapshot in snapshots.values():
                 for key, value in snapshot.items():
                     if isinstance(key, _MemRefType):
                         result[key.value.lower()] += value
@@ -420,6 +440,7 @@ if _MemTracker is not None:
             self.phase = phase
             # A phase can start at the peak (e.g. the optimizer step before anything is freed).
             total = self.current_bytes()
+            self.openings[phase] = PhaseOpening(total, self.current_by_category(), self.saved_live())
             if total > self.peak_total:
                 self._new_peak(total)
 

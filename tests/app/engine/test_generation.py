@@ -1,5 +1,5 @@
 """Generation traces a fixed handful of steps, whatever the number of new tokens, and gives exactly the report the
-step-by-step trace gives: the reference (``step_by_step``) is run beside it on every family, in fp32 and bf16,
+step-by-step trace gives: the reference (``reference_traces``) is run beside it on every family, in fp32 and bf16,
 with enough new tokens that most steps are skipped and sliding windows fill in the middle."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from app.engine import estimate_memory
-from app.engine.memory.generation import StepTotals, decode_steps_to_trace, step_by_step
+from app.engine.memory.generation import StepTotals, decode_steps_to_trace
+from app.engine.memory.reference import reference_traces
 
 from . import tiny_models as tiny
 
@@ -38,7 +39,7 @@ PARAMS = [
 def test_skipping_steps_gives_the_step_by_step_report(arch, config, prompt, new_tokens, precision) -> None:
     kwargs = {"input_size": prompt, "batch_size": 2, "mode": "generate", "new_tokens": new_tokens}
     fast = estimate_memory(arch, config, precision=precision, **kwargs)
-    with step_by_step():
+    with reference_traces():
         reference = estimate_memory(arch, config, precision=precision, **kwargs)
     assert fast.model_dump() == reference.model_dump()
     assert 0 < fast.kv_cache_tokens_at_peak <= fast.kv_cache_tokens

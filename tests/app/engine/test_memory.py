@@ -197,3 +197,26 @@ def test_a_hugging_face_step_on_its_own_loss_with_a_mask_matches_a_real_step(tok
         "huggingface", {"hf_config": TINY_LLAMA}, input_data=inputs, optimizer="adamw", measure=True
     )
     assert abs(report.error_percent) < 0.5, report.error_percent
+
+
+OPTIMIZER_CASES = [
+    ("mlp", None, {"batch_size": 8}),
+    ("resnet", {"depth": 18}, {"batch_size": 2}),
+    ("gpt", {"preset": "nano"}, {"batch_size": 2, "input_size": (64,), "precision": "bf16"}),
+    ("transformer", {"preset": "tiny"}, {"batch_size": 2, "input_size": (16, 12), "precision": "amp-bf16"}),
+    ("huggingface", {"hf_config": TINY_LLAMA}, {"batch_size": 2, "input_size": (32,), "checkpointing": True}),
+]
+
+
+@pytest.mark.parametrize(("name", "config", "kwargs"), OPTIMIZER_CASES, ids=[c[0] for c in OPTIMIZER_CASES])
+def test_one_forward_and_backward_for_every_optimizer_gives_the_traced_step(name, config, kwargs) -> None:
+    """The optimizer's state and step, traced over the parameters alone, added to the forward and backward traced
+    once: the same report as tracing the whole step with that optimizer (the reference), for each optimizer."""
+    from app.engine.choices import OPTIMIZERS
+    from app.engine.memory.reference import reference_traces
+
+    for optimizer in OPTIMIZERS:
+        fast = estimate_memory(name, config, optimizer=optimizer, **kwargs)
+        with reference_traces():
+            reference = estimate_memory(name, config, optimizer=optimizer, **kwargs)
+        assert fast.model_dump() == reference.model_dump(), optimizer
