@@ -18,19 +18,30 @@ from ..errors import InputError
 from ..tracing.selection import is_hugging_face
 
 
-def repeated_blocks(model: nn.Module) -> list[nn.Module]:
-    """The blocks of the model's repeated stacks: a ModuleList or Sequential of two or more blocks (modules made
-    of layers) of one class, outermost first; a block inside one already found is not counted again."""
-    blocks: list[nn.Module] = []
+def repeated_stacks(model: nn.Module) -> list[nn.ModuleList | nn.Sequential]:
+    """The model's repeated stacks: each a ModuleList or Sequential of two or more blocks (modules made of
+    layers) of one class, outermost first; a stack inside a block of one already found is not counted again."""
+    stacks: list[nn.ModuleList | nn.Sequential] = []
     inside: set[int] = set()
     for module in model.modules():
         if id(module) in inside or not isinstance(module, nn.ModuleList | nn.Sequential):
             continue
         children = list(module.children())
         if len(children) > 1 and len({type(m) for m in children}) == 1 and any(True for _ in children[0].children()):
-            blocks.extend(children)
+            stacks.append(module)
             inside.update(id(m) for child in children for m in child.modules())
-    return blocks
+    return stacks
+
+
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The blocks of the model's repeated stacks (``repeated_stacks``), outermost first."""
+    return [block for stack in repeated_stacks(model) for block in stack.children()]
+
+
+def keep_first_blocks(model: nn.Module, blocks: int) -> None:
+    """Cut every repeated stack to its first ``blocks`` blocks (a shorter model of the same kind)."""
+    for stack in repeated_stacks(model):
+        del stack[blocks:]
 
 
 def enable_checkpointing(model: nn.Module) -> int:

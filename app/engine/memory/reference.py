@@ -3,7 +3,8 @@
 An estimate skips what it can derive exactly: a generation's decode steps between the
 ones that decide its peak (``generation.py``), and a training step's optimizer, whose
 state and step temporaries are traced once over the parameters and added to one
-forward and backward traced for every optimizer (``one_device.py``); it also reuses
+forward and backward traced for every optimizer (``one_device.py``); a sharded step's
+repeated blocks, extended from three shortened copies (``sharding.py``); it also reuses
 traces across what-ifs that do not change them. Inside ``reference_traces()`` every
 step is traced whole, with its own optimizer, and nothing is reused: what the tests
 and the benchmarks compare the shortcuts with, report for report.

@@ -14,13 +14,17 @@ checks all three against real runs over local processes with the gloo backend.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from torch import nn
 
 from ..errors import InputError
 from ..tracing.torch_internals import fake_mode, fake_process_group, fsdp_memory_tracker, fully_shard
-from .checkpointing import enable_checkpointing, repeated_blocks
+from .checkpointing import enable_checkpointing, keep_first_blocks, repeated_blocks, repeated_stacks
 from .notes import step_notes
 from .one_device import estimate_one_device
+from .reference import tracing_everything
 from .report import MemoryBreakdown, MemoryReport
 from .runner import StepCase, StepRunner, meta_copy, storage_bytes
 
@@ -47,17 +51,121 @@ def _ddp(case: StepCase) -> MemoryReport:
     return report
 
 
+@dataclass(frozen=True)
+class ShardedTrace:
+    """One rank's step: each phase's peak (FSDPMemTracker's kinds and "Total"), and its parameter shards' bytes."""
+
+    phase_peaks: dict[str, dict[str, int]]
+    shard_bytes: int
+
+    def peak(self) -> tuple[str, dict[str, int]]:
+        """The step's peak: the phase and its snapshot (the earlier phase on a tie)."""
+        order = [phase for phase in STEP_PHASES if phase in self.phase_peaks]
+        phase = max(order, key=lambda name: (self.phase_peaks[name].get("Total", 0), -order.index(name)))
+        return phase, self.phase_peaks[phase]
+
+
+STEP_PHASES = ("setup", "forward", "backward", "optimizer")
+SAMPLES = {1: [4, 5, 6], 2: [4, 6, 8]}  # blocks per stack traced, by the period of the stack's pattern
+
+
 def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
     selection, step, gpus = case.selection, case.step, case.step.gpus
-    model = meta_copy(selection.module)
-    model.to(step.param_dtype)
-    blocks = repeated_blocks(model)
-    if not blocks:
+    stacks = repeated_stacks(selection.module)
+    if not stacks:
         raise InputError(
             "FSDP shards each repeated block (a ModuleList or Sequential of blocks of one kind); this model has none: "
             "use sharding ddp",
             "sharding",
         )
+    blocks = sum(len(stack) for stack in stacks)
+    trace, shortened = _representative_trace(case, reshard, {len(stack) for stack in stacks})
+    phase, at_peak = trace.peak()
+    parts = dict.fromkeys(MemoryBreakdown.model_fields, 0)
+    for kind, value in at_peak.items():
+        if kind != "Total":
+            parts[PARTS.get(kind, "transient")] += value
+    kind = (
+        "FSDP (ZeRO-3: parameters resharded after forward)"
+        if reshard
+        else "ZeRO-2 (parameters kept from forward to backward)"
+    )
+    how = (
+        f"traced at {', '.join(map(str, shortened))} blocks per stack, where every phase's peak and its parts grow "
+        "by the same bytes per block, and extended to the model's"
+        if shortened
+        else "traced whole"
+    )
+    return MemoryReport(
+        **case.report_fields(),
+        peak_bytes=at_peak.get("Total", 0),
+        phase=phase if phase in ("forward", "backward", "optimizer") else "forward",
+        breakdown=MemoryBreakdown(**parts),
+        persistent_bytes=trace.shard_bytes,
+        saved_activation_bytes=0,
+        step_flops=0,
+        layers=[],
+        formula=None,
+        notes=[
+            f"{kind} over {gpus} devices, batch {case.batch_size} per device: FSDP2 fully_shard on each of the "
+            f"{blocks} repeated blocks and the root, run on fake tensors over a fake process group and tracked "
+            f"by PyTorch's FSDPMemTracker ({how}); the peak is one rank's (all hold equal padded shards).",
+            *step_notes(case)[1:],
+        ],
+    )
+
+
+def _representative_trace(case: StepCase, reshard: bool, lengths: set[int]) -> tuple[ShardedTrace, list[int]]:
+    """One rank's step, from shortened copies of the model where that is exact.
+
+    Every repeated block adds its shards, gradients, optimizer state and saved activations, so each phase's peak
+    is affine in the number of blocks. Three shortened copies (4, 5, 6 blocks per stack; 4, 6, 8 when the stack
+    is even, for blocks that alternate, such as Gemma-2's sliding and global layers) are traced; when every
+    phase's peak and every part of it lies on one line through the three, the model's figures are that line at
+    its length. Otherwise, or under the reference switch, the model is traced whole.
+    """
+    length = next(iter(lengths))
+    period = 2 if length % 2 == 0 else 1
+    samples = SAMPLES[period]
+    if len(lengths) == 1 and length > samples[-1] + 1 and not tracing_everything():
+        traces = [_trace(case, reshard, keep) for keep in samples]
+        line = _on_one_line(traces, samples, length)
+        if line is not None:
+            return line, samples
+    return _trace(case, reshard, None), []
+
+
+def _on_one_line(traces: list[ShardedTrace], samples: list[int], length: int) -> ShardedTrace | None:
+    """The figures at ``length`` blocks, when each lies on one line through the equally spaced samples."""
+    phases = set(traces[0].phase_peaks)
+    if any(set(trace.phase_peaks) != phases for trace in traces):
+        return None
+    steps = (length - samples[0]) // (samples[1] - samples[0])
+
+    def extended(values: list[int]) -> int | None:
+        first, second, third = values
+        return first + steps * (second - first) if third - second == second - first else None
+
+    peaks: dict[str, dict[str, int]] = {}
+    for phase in phases:
+        kinds = set().union(*(trace.phase_peaks[phase] for trace in traces))
+        peaks[phase] = {}
+        for kind in kinds:
+            value = extended([trace.phase_peaks[phase].get(kind, 0) for trace in traces])
+            if value is None:
+                return None
+            peaks[phase][kind] = value
+    shard_bytes = extended([trace.shard_bytes for trace in traces])
+    return None if shard_bytes is None else ShardedTrace(peaks, shard_bytes)
+
+
+def _trace(case: StepCase, reshard: bool, keep: int | None) -> ShardedTrace:
+    """One rank's steady-state step of the model (cut to ``keep`` blocks per stack when given)."""
+    step, gpus = case.step, case.step.gpus
+    model = meta_copy(case.selection.module)
+    if keep is not None:
+        keep_first_blocks(model, keep)
+    model.to(step.param_dtype)
     if step.checkpointing:
         enable_checkpointing(model)
     with fake_process_group(gpus) as mesh:
@@ -68,38 +176,32 @@ def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
             model.to_empty(device=case.device)
             model.train()
             runner = StepRunner(model, case, real=False)
-            runner.ensure_targets()
+            runner.ensure_targets()  # also FSDP's lazy initialisation
+            _warm_up(runner, model, whole_step=not reshard)
             tracker = fsdp_memory_tracker(model, runner.optimizer)
             tracker.track_inputs(tuple(runner.external_tensors()))
+
+            def phase(name: str) -> None:
+                tracker.phase = name
+
             with tracker:
-                for step in range(2):  # the first step creates gradients and the optimizer state
-                    runner.run()
-                    if step == 0:
-                        tracker.reset_mod_stats()
-            peak, parts = _peak(tracker)
+                runner.run(phase)
             shard_bytes = storage_bytes([_local(p) for p in model.parameters()])
-    kind = (
-        "FSDP (ZeRO-3: parameters resharded after forward)"
-        if reshard
-        else "ZeRO-2 (parameters kept from forward to backward)"
-    )
-    return MemoryReport(
-        **case.report_fields(),
-        peak_bytes=peak,
-        phase="backward",
-        breakdown=MemoryBreakdown(**parts),
-        persistent_bytes=shard_bytes,
-        saved_activation_bytes=0,
-        step_flops=0,
-        layers=[],
-        formula=None,
-        notes=[
-            f"{kind} over {gpus} devices, batch {case.batch_size} per device: FSDP2 fully_shard on each of the "
-            f"{len(blocks)} repeated blocks and the root, run on fake tensors over a fake process group and tracked "
-            "by PyTorch's FSDPMemTracker; the peak is one rank's (all hold equal padded shards).",
-            *step_notes(case)[1:],
-        ],
-    )
+    return ShardedTrace(dict(tracker.phase_peaks), shard_bytes)
+
+
+def _warm_up(runner: StepRunner, model: nn.Module, whole_step: bool) -> None:
+    """Untracked, what a first step leaves for the tracked one: a gradient on every trainable shard and the
+    optimizer's state (made by its step, as the first real step makes it). ZeRO-2 and the reference run a whole
+    step: ZeRO-2 keeps more from one step to the next than gradients and state."""
+    if whole_step or tracing_everything():
+        runner.run()
+        return
+    for param in model.parameters():
+        if param.requires_grad:
+            param.grad = torch.zeros_like(param)
+    if runner.optimizer is not None:
+        runner.optimizer.step()
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,15 +222,3 @@ PARTS = {  # FSDPMemTracker's kinds -> the report's
     "OptState": "optimizer_state",
     "Inputs": "inputs",
 }
-
-
-def _peak(tracker: object) -> tuple[int, dict[str, int]]:
-    """The tracker's peak (the largest device's), and its parts in the report's kinds."""
-    snapshot = tracker.get_tracker_snapshot("peak")  # type: ignore[attr-defined]
-    device_values = max(snapshot.values(), key=lambda values: values.get("Total", 0), default={})
-    parts = dict.fromkeys(MemoryBreakdown.model_fields, 0)
-    for key, value in device_values.items():
-        kind = PARTS.get(getattr(key, "value", ""), "transient" if key != "Total" else None)
-        if kind is not None:
-            parts[kind] += value
-    return device_values.get("Total", 0), parts

@@ -544,7 +544,30 @@ def fully_shard(module: nn.Module, **kwargs: Any) -> Any:
 
 
 def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
-    """PyTorch's ``FSDPMemTracker`` on an FSDP2 root module (and its optimizer)."""
-    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    """PyTorch's ``FSDPMemTracker`` on an FSDP2 root module (and its optimizer), keeping the whole-model peak of
+    each phase (``phase`` set by the caller; ``phase_peaks``: phase -> the snapshot at its peak, by FSDP kind).
 
-    return FSDPMemTracker(mod=model, optm=optimizer)
+    Only whole-model peaks are kept: MemTracker's per-module peaks walk every module after every op (most of its
+    cost on a large model) and no estimate reads them."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    from torch.distributed._tools.mem_tracker import _TOTAL_KEY
+
+    class PhaseFSDPMemTracker(FSDPMemTracker):
+        def __init__(self) -> None:
+            super().__init__(mod=model, optm=optimizer)
+            self.phase = "setup"
+            self.phase_peaks: dict[str, dict[str, int]] = {}
+
+        def _update_peak_stats(self, peak_state: Any) -> None:
+            for device, snapshot in self._curr_mem_snap.items():
+                total = snapshot[_TOTAL_KEY]
+                if self._peak_mem.get(device, 0) < total:
+                    self._peak_mem[device] = total
+                    self._peak_mem_snap[device] = dict(snapshot)
+                best = self.phase_peaks.get(self.phase)
+                if best is None or best["Total"] < total:
+                    self.phase_peaks[self.phase] = {
+                        getattr(key, "value", "Total"): value for key, value in snapshot.items()
+                    }
+
+    return PhaseFSDPMemTracker()

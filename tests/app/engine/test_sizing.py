@@ -11,6 +11,9 @@ import torch
 
 from app.engine import GPUS, estimate_memory, estimate_step_time, max_batch
 from app.engine.errors import InputError
+from app.engine.memory.reference import reference_traces
+
+from . import tiny_models
 
 GiB = 2**30
 
@@ -95,6 +98,25 @@ def test_sharding_per_device() -> None:
     assert ddp.peak_bytes == single.peak_bytes + trainable  # DDP's gradient buckets
     assert fsdp.gpus == 4 and fsdp.sharding == "fsdp"
     assert fsdp.breakdown.optimizer_state < single.breakdown.optimizer_state / 3  # sharded 4 ways (padded)
+
+
+@pytest.mark.parametrize(("sharding", "checkpointing"), [("fsdp", True), ("zero2", False)])
+def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, checkpointing: bool) -> None:
+    """A tiny Llama of 11 blocks: the peak, its parts and the phase extended from copies of 4, 5 and 6 blocks are
+    those of tracing all 11 blocks (the reference), and the report says it took the shortcut."""
+    config = {"hf_config": {**tiny_models.LLAMA["hf_config"], "num_hidden_layers": 11}}
+    options = dict(input_size=(48,), batch_size=2, optimizer="adamw", gpus=4, sharding=sharding)
+    fast = estimate_memory("huggingface", config, checkpointing=checkpointing, **options)
+    with reference_traces():
+        whole = estimate_memory("huggingface", config, checkpointing=checkpointing, **options)
+    assert "traced at 4, 5, 6 blocks" in fast.notes[0] and "traced whole" in whole.notes[0]
+    assert (fast.peak_bytes, fast.breakdown, fast.phase, fast.persistent_bytes) == (
+        whole.peak_bytes,
+        whole.breakdown,
+        whole.phase,
+        whole.persistent_bytes,
+    )
+    assert fast.peak_without_checkpointing_bytes == whole.peak_without_checkpointing_bytes
 
 
 def test_gpus_are_for_training() -> None:
