@@ -70,7 +70,7 @@ SAMPLES = {1: [4, 5, 6], 2: [4, 6, 8]}  # blocks per stack traced, by the period
 
 
 def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
-    selection, step, gpus = case.selection, case.step, case.step.gpus
+    selection, gpus = case.selection, case.step.gpus
     stacks = repeated_stacks(selection.module)
     if not stacks:
         raise InputError(
