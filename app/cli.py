@@ -232,6 +232,25 @@ def cmd_max_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_max_context(args: argparse.Namespace) -> int:
+    from .engine.sizing import max_context
+
+    if args.inputs or args.input_size:
+        raise UsageError("max-context chooses the sequence length: give --batch, not --input-size or --input")
+    report = max_context(args.architecture, _config(args), gpu=args.gpu, batch_size=args.batch, step=_step(args))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    what = f"{report.prompt_tokens:,} prompt + {report.new_tokens:,} new tokens" if report.new_tokens else "tokens"
+    print(
+        f"Longest context on {args.gpu} at batch {report.batch_size:,}: {report.context_tokens:,} ({what}"
+        f"{'; the config' + chr(39) + 's limit' if report.limited_by_config else ''})  (usable "
+        f"{format_bytes(report.usable_bytes)}; peak {format_bytes(report.peak_bytes or 0)} at it, "
+        f"{format_bytes(report.next_peak_bytes or 0)} at one more; {report.estimates} estimates)"
+    )
+    return 0
+
+
 def cmd_step_time(args: argparse.Namespace) -> int:
     from .engine.sizing import estimate_step_time
 
@@ -394,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     _step_args(fitting, gpu=True)
     fitting.add_argument("--json", action="store_true", help="the full report as JSON")
     fitting.set_defaults(run=cmd_max_batch)
+
+    longest = commands.add_parser("max-context", help="the longest context whose peak fits a GPU at a batch size")
+    _selection_args(longest)
+    _step_args(longest, gpu=True)
+    longest.add_argument("--json", action="store_true", help="the full report as JSON")
+    longest.set_defaults(run=cmd_max_context)
 
     timing = commands.add_parser("step-time", help="a roofline estimate of a step's time on a GPU")
     _selection_args(timing)

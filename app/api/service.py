@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..engine.choices import OPTIMIZERS, dtype_name
 from ..engine.device import resolve_device
-from ..engine.errors import ResponseTooLargeError
+from ..engine.errors import InputError, ResponseTooLargeError
 from ..engine.jobs import (
     AttentionJob,
     BatchJob,
@@ -30,6 +30,7 @@ from ..engine.jobs import (
     Job,
     LabJob,
     MaxBatchJob,
+    MaxContextJob,
     MemoryJob,
     SelectionSpec,
     StepTimeJob,
@@ -306,6 +307,16 @@ class ReportService:
         spec = self.selection(request, step)
         job = MaxBatchJob(selection=spec, step=step, gpu=request.gpu, max_modules=self.settings.max_modules)
         key = f"max-batch:{spec.key()}|{step.key()}|{request.gpu}"
+        return (await self._cached(key, "sizing", job, work)).json
+
+    async def max_context(self, request: SizingRequest, work: Work) -> bytes:
+        """The longest context that fits the request's GPU at its batch size (cached like max-batch)."""
+        if request.input.shape is not None or request.input.tensors:
+            raise InputError("max-context chooses the sequence length: give input.batch_size only", "input.shape")
+        step = self.step(request)
+        spec = self.selection(request, step)
+        job = MaxContextJob(selection=spec, step=step, gpu=request.gpu, max_modules=self.settings.max_modules)
+        key = f"max-context:{spec.key()}|{step.key()}|{request.gpu}"
         return (await self._cached(key, "sizing", job, work)).json
 
     async def step_time(self, request: StepTimeRequest, work: Work) -> bytes:

@@ -28,7 +28,7 @@ from .errors import (
 from .gpus import GPUS, GpuFit
 from .live import FeatureMapsReport, attention, feature_maps
 from .memory import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula, estimate_memory
-from .sizing import MaxBatchReport, StepTimeReport, estimate_step_time, max_batch
+from .sizing import MaxBatchReport, MaxContextReport, StepTimeReport, estimate_step_time, max_batch, max_context
 from .step import Step
 from .summary import LayerRow, SummaryReport, Totals, summarize, trace_graph
 
@@ -47,6 +47,7 @@ __all__ = [
     "LayerMemory",
     "LayerRow",
     "MaxBatchReport",
+    "MaxContextReport",
     "MemoryBreakdown",
     "MemoryBudgetError",
     "MemoryReport",
@@ -68,6 +69,7 @@ __all__ = [
     "estimate_step_time",
     "feature_maps",
     "max_batch",
+    "max_context",
     "summarize",
     "trace_graph",
 ]

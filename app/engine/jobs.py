@@ -251,6 +251,29 @@ class MaxBatchJob(Job):
         return report.model_dump_json().encode()
 
 
+class MaxContextJob(Job):
+    """The longest context that fits ``gpu`` at the selection's batch (the sequence length is the engine's)."""
+
+    selection: SelectionSpec
+    step: Step
+    gpu: str
+    max_modules: int | None = None
+
+    def run(self, progress: Progress = _nothing) -> bytes:
+        from .sizing import max_context
+
+        progress("estimating context lengths", 0, 1)
+        report = max_context(
+            self.selection.architecture,
+            self.selection.config,
+            gpu=self.gpu,
+            batch_size=self.selection.batch_size,
+            step=self.step,
+            max_modules=self.max_modules,
+        )
+        return report.model_dump_json().encode()
+
+
 class StepTimeJob(Job):
     """A roofline estimate of the step's time on ``gpu`` (``estimate_step_time``)."""
 

@@ -1,4 +1,4 @@
-"""GET /api/gpus, POST /api/max-batch and POST /api/step-time: sizing for a GPU."""
+"""GET /api/gpus, POST /api/max-batch, POST /api/max-context and POST /api/step-time: sizing for a GPU."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...engine.gpus import ALLOCATOR_SHARE, CONTEXT_RESERVE_BYTES, GPUS
-from ...engine.sizing import MaxBatchReport, StepTimeReport
+from ...engine.sizing import MaxBatchReport, MaxContextReport, StepTimeReport
 from ..deps import ServiceDep, WorkDep
 from ..responses import JSON
 from ..schemas import SizingRequest, StepTimeRequest, error_responses
@@ -37,6 +37,18 @@ async def max_batch(request: SizingRequest, service: ServiceDep, work: WorkDep) 
     """The largest batch (per device, with gpus) whose exact estimated peak fits the GPU's usable memory, with
     the peak at it and at one more (peak_bytes <= usable_bytes < next_peak_bytes)."""
     return Response(content=await service.max_batch(request, work), media_type=JSON)
+
+
+@router.post(
+    "/api/max-context",
+    response_model=MaxContextReport,
+    summary="The longest context that fits a GPU",
+    responses=error_responses(404, 413, 422, 504),
+)
+async def max_context(request: SizingRequest, service: ServiceDep, work: WorkDep) -> Response:
+    """The longest prompt (plus new_tokens, in a generation) whose exact estimated peak at input.batch_size fits
+    the GPU's usable memory, with the peak at it and at one more token; the config's context caps it."""
+    return Response(content=await service.max_context(request, work), media_type=JSON)
 
 
 @router.post(

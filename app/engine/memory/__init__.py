@@ -7,7 +7,7 @@ runs it for real; ``runner.py`` is the step both run; ``generation.py`` and
 is the typed report.
 """
 
-from .estimate import estimate_case, estimate_memory, generation_prompt
+from .estimate import estimate_case, estimate_memory, generation_prompt, token_context
 from .report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "estimate_case",
     "estimate_memory",
     "generation_prompt",
+    "token_context",
 ]

@@ -119,11 +119,11 @@ def generation_prompt(name: str, config: dict[str, Any] | None, input_size: Any,
     new tokens fit the context; a given prompt that does not fit is refused, saying by how much."""
     import models
 
+    context = token_context(name, config)
+    if context is None:
+        return input_size
     arch = models.get_architecture(name)
     parsed = arch.parse_config(config)
-    if arch.context is None or arch.kind(parsed).value != "tokens":
-        return input_size
-    context = arch.context(parsed)
     room = context - new_tokens + 1  # the last new token is never fed back
     if room < 1:
         raise InputError(f"{new_tokens:,} new tokens do not fit this config's context of {context:,}", "new_tokens")
@@ -137,3 +137,14 @@ def generation_prompt(name: str, config: dict[str, Any] | None, input_size: Any,
             "input_size",
         )
     return input_size
+
+
+def token_context(name: str, config: dict[str, Any] | None) -> int | None:
+    """The positions a token model's config can attend to (its context), or None for a model of other inputs."""
+    import models
+
+    arch = models.get_architecture(name)
+    parsed = arch.parse_config(config)
+    if arch.context is None or arch.kind(parsed).value != "tokens":
+        return None
+    return arch.context(parsed)

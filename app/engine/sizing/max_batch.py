@@ -1,8 +1,10 @@
 """The largest batch that fits a GPU, from the exact trace.
 
-``max_batch`` needs few estimates: a step's peak is close to affine in the batch size
-(weights and optimizer state do not grow with it; activations and the KV cache grow
-linearly), so two estimates predict the answer and its neighbours confirm it.
+``max_batch`` needs three estimates where the peak is affine in the batch (weights and
+optimizer state do not grow with it; activations and the KV cache grow linearly): batch
+2 and 4 draw the line (batch 1 can differ in kind, and is estimated only when 2 does not
+fit), and the largest batch the line says fits is estimated to check it
+(``search.largest_fitting``); where the check fails, the search goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..gpus import DEFAULT_GPU, get_gpu
 from ..memory import MemoryReport, estimate_memory
 from ..step import Step
 from ..tracing.selection import MAX_BATCH
+from .search import Fit, fit_note, largest_fitting
 
 
 class MaxBatchReport(BaseModel):
@@ -29,6 +32,11 @@ class MaxBatchReport(BaseModel):
     peak_bytes: int | None = Field(description="The peak at batch_size (null when it is 0).")
     next_peak_bytes: int | None = Field(description="The peak at batch_size + 1 (null at the batch limit).")
     estimates: int = Field(description="Estimates it took.")
+    next_from_line: bool = Field(
+        False,
+        description="next_peak_bytes is the line through three estimates that lie on it exactly, not a fourth "
+        "estimate.",
+    )
     mode: str
     precision: str
     notes: list[str] = Field(default_factory=list)
@@ -48,66 +56,33 @@ def max_batch(
         )
     step, kwargs = Step.split(kwargs)
     kwargs.pop("measure", None)
-    device = get_gpu(gpu)
-    usable = device.usable_bytes()
-    peaks: dict[int, MemoryReport] = {}
+    usable = get_gpu(gpu).usable_bytes()
+    reports: dict[int, MemoryReport] = {}
 
     def peak(batch: int) -> int:
-        if batch not in peaks:
-            peaks[batch] = estimate_memory(model_or_name, config, batch_size=batch, step=step, **kwargs)
-        return peaks[batch].peak_bytes
+        reports[batch] = estimate_memory(model_or_name, config, batch_size=batch, step=step, **kwargs)
+        return reports[batch].peak_bytes
 
-    first = peak(1)
-    if first > usable:
-        return _report(gpu, usable, 0, None, first, peaks, "not even one sample fits")
-    slope = max(1, peak(2) - first) if MAX_BATCH > 1 else 1
-    fits = lambda batch: peak(batch) <= usable  # noqa: E731
-    guess = min(MAX_BATCH, max(1, 1 + (usable - first) // slope))  # where the line crosses the usable memory
-    if fits(guess):  # lo fits; hi does not (MAX_BATCH + 1: the limit)
-        lo, hi = guess, MAX_BATCH + 1
-        probe = guess + 1
-        while probe <= MAX_BATCH and fits(probe):
-            lo = probe
-            probe = min(MAX_BATCH + 1, lo + max(1, (usable - peak(lo)) // slope + 1))
-        hi = probe
-    else:
-        lo, hi = 1, guess
-        probe = max(1, guess - max(1, (peak(guess) - usable) // slope + 1))
-        while probe > lo and not fits(probe):
-            hi = probe
-            probe = max(lo, probe - max(1, (peak(probe) - usable) // slope + 1))
-        lo = probe
-    while hi - lo > 1:  # the line is not quite straight: bisect what is left
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    best = lo
-    following = peak(best + 1) if best < MAX_BATCH else None
-    return _report(gpu, usable, best, peak(best), following, peaks, None)
+    fit = largest_fitting(peak, usable, low=1, high=MAX_BATCH, first=2, second=4)
+    return _report(gpu, usable, fit, reports[next(iter(reports))])
 
 
-def _report(
-    gpu: str,
-    usable: int,
-    batch: int,
-    at: int | None,
-    following: int | None,
-    peaks: dict[int, MemoryReport],
-    why: str | None,
-) -> MaxBatchReport:
-    sample = next(iter(peaks.values()))
+def _report(gpu: str, usable: int, fit: Fit, sample: MemoryReport) -> MaxBatchReport:
     notes = [
         f"usable = the GPU's memory less {get_gpu(gpu).memory_bytes - usable:,} bytes (CUDA context reserve and "
         "the allocator's share); each figure is estimate_memory's exact peak at that batch",
+        fit_note(fit, "batch size"),
     ]
-    if why:
-        notes.append(why)
+    if fit.size == 0:
+        notes.append("not even one sample fits")
     return MaxBatchReport(
         gpu=gpu,
         usable_bytes=usable,
-        batch_size=batch,
-        peak_bytes=at,
-        next_peak_bytes=following,
-        estimates=len(peaks),
+        batch_size=fit.size,
+        peak_bytes=fit.peak,
+        next_peak_bytes=fit.next_peak,
+        estimates=len(fit.peaks),
+        next_from_line=fit.next_from_line,
         mode=sample.mode,
         precision=sample.precision,
         notes=notes,

@@ -46,3 +46,24 @@ def test_gpu_catalog_max_batch_and_step_time(client) -> None:
     assert fit["peak_bytes"] <= fit["usable_bytes"] < fit["next_peak_bytes"], fit
     step = client.post("/api/step-time", json={"architecture": "resnet", "gpu": "h100-80gb"}).json()
     assert step["seconds"] > 0 and step["compute_seconds"] > 0
+
+
+def test_max_context_endpoint(client) -> None:
+    """GPT-2 generating 64 tokens at batch 512 on a T4: the longest prompt fits, one more token does not; a given
+    shape is refused (the length is the endpoint's to choose), and so is a model without tokens."""
+    body = {
+        "architecture": "gpt",
+        "config": {"preset": "gpt2"},
+        "input": {"batch_size": 512},
+        "gpu": "t4-16gb",
+        "mode": "generate",
+        "new_tokens": 64,
+        "precision": "bf16",
+    }
+    fit = client.post("/api/max-context", json=body).json()
+    assert fit["kind"] == "max-context" and fit["context_tokens"] == fit["prompt_tokens"] + 64, fit
+    assert fit["limited_by_config"] or fit["peak_bytes"] <= fit["usable_bytes"] < fit["next_peak_bytes"], fit
+    shaped = client.post("/api/max-context", json={**body, "input": {"batch_size": 2, "shape": [128]}})
+    assert shaped.status_code == 422 and shaped.json()["field"] == "input.shape"
+    images = client.post("/api/max-context", json={"architecture": "resnet", "gpu": "t4-16gb"})
+    assert images.status_code == 422 and images.json()["field"] == "architecture"

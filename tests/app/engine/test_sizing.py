@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.engine import GPUS, estimate_memory, estimate_step_time, max_batch
+from app.engine import GPUS, estimate_memory, estimate_step_time, max_batch, max_context
 from app.engine.errors import InputError
 from app.engine.memory.reference import reference_traces
+from app.engine.sizing.search import largest_fitting
 
 from . import tiny_models
 
@@ -165,16 +166,49 @@ def test_every_report_says_what_it_fits() -> None:
     assert fit["t4-16gb"].headroom_bytes < 0 < fit["l4-24gb"].headroom_bytes
 
 
-def test_max_batch_neighbours() -> None:
-    gpu = "t4-16gb"
-    report = max_batch("gpt", {"preset": "gpt2"}, gpu=gpu, mode="train", precision="bf16", input_size=(512,))
-    assert report.batch_size >= 1
-    assert report.peak_bytes <= report.usable_bytes < report.next_peak_bytes
-    again = estimate_memory(
-        "gpt", {"preset": "gpt2"}, input_size=(512,), batch_size=report.batch_size, mode="train", precision="bf16"
-    )
-    assert again.peak_bytes == report.peak_bytes
-    assert report.estimates <= 12  # a few estimates, not a search over every batch size
+def test_max_batch_in_three_estimates_is_what_estimating_the_neighbours_says() -> None:
+    """GPT-2 training on a T4: three estimates, and the answer's peak and the next batch's peak (given by the line)
+    are those estimate_memory gives at both batches."""
+    options = dict(input_size=(512,), mode="train", precision="bf16")
+    report = max_batch("gpt", {"preset": "gpt2"}, gpu="t4-16gb", **options)
+    assert report.estimates == 3 and report.next_from_line
+    at = estimate_memory("gpt", {"preset": "gpt2"}, batch_size=report.batch_size, **options).peak_bytes
+    after = estimate_memory("gpt", {"preset": "gpt2"}, batch_size=report.batch_size + 1, **options).peak_bytes
+    assert (report.peak_bytes, report.next_peak_bytes) == (at, after)
+    assert at <= report.usable_bytes < after
+
+
+def test_max_context_is_what_estimating_the_neighbours_says() -> None:
+    """A tiny Llama generating 32 tokens at batch 256 on a T4: the longest prompt fits and one more token does not,
+    by estimate_memory itself; the config's context caps it when the memory does not."""
+    config = {"hf_config": {**tiny_models.LLAMA["hf_config"], "max_position_embeddings": 1 << 16}}
+    options = dict(mode="generate", new_tokens=32, precision="bf16")
+    report = max_context("huggingface", config, gpu="t4-16gb", batch_size=256, **options)
+    assert not report.limited_by_config and report.context_tokens == report.prompt_tokens + 32
+    at = estimate_memory("huggingface", config, input_size=(report.prompt_tokens,), batch_size=256, **options)
+    after = estimate_memory("huggingface", config, input_size=(report.prompt_tokens + 1,), batch_size=256, **options)
+    assert (report.peak_bytes, report.next_peak_bytes) == (at.peak_bytes, after.peak_bytes)
+    assert at.peak_bytes <= report.usable_bytes < after.peak_bytes
+    capped = max_context("huggingface", tiny_models.LLAMA, gpu="t4-16gb", batch_size=1, **options)
+    assert capped.limited_by_config and capped.context_tokens == 512 + 1  # the last new token is never fed back
+
+
+@pytest.mark.parametrize(
+    "peak",
+    [
+        lambda n: 1000 + 7 * n + (50 if n > 1 else 0),  # affine past batch 1: three estimates
+        lambda n: 1000 + 3 * n * n + 5 * n,  # a parabola: four
+        lambda n: 1000 + (4 * n if n < 50 else 20 * n - 800),  # the slope changes
+        lambda n: 1000 + 10 * n + (n // 16) * 33,  # steps
+    ],
+)
+def test_largest_fitting_agrees_with_trying_every_size(peak) -> None:
+    for budget in (1000, 1500, 3000, 9000, 40_000, 10**9):
+        fit = largest_fitting(peak, budget, low=1, high=500, first=2, second=4)
+        brute = max((n for n in range(1, 501) if peak(n) <= budget), default=0)
+        assert fit.size == brute, (budget, fit)
+        if brute:
+            assert fit.peak == peak(brute) and fit.next_peak == (peak(brute + 1) if brute < 500 else None)
 
 
 def test_step_time_is_a_labelled_roofline() -> None:
