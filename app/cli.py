@@ -30,7 +30,7 @@ from .engine import EngineError, estimate_memory, summarize, trace_graph
 from .engine.choices import DTYPES, INPUT_DTYPES
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
 from .engine.gpus import DEFAULT_GPU, GPUS
-from .engine.step import STEP_FIELDS, Step, StepFields
+from .engine.step import STEP_FIELDS, Adapter, Step, StepFields
 from .engine.tracing.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
 from .render.graph import graph_dot, graph_text
@@ -206,7 +206,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def _step(args: argparse.Namespace) -> Step:
     """The step the flags describe (memory, max-batch and step-time share them), checked."""
-    return Step.of(**{name: getattr(args, name) for name in STEP_FIELDS if hasattr(args, name)})
+    options = {name: getattr(args, name) for name in STEP_FIELDS if hasattr(args, name)}
+    return Step.of(**options, adapter=_adapter(args))
 
 
 def cmd_max_batch(args: argparse.Namespace) -> int:
@@ -353,6 +354,9 @@ def _step_args(parser: argparse.ArgumentParser, gpu: bool = False) -> None:
     for name, field in StepFields.model_fields.items():
         if name == "dtype":  # the selection's own --dtype
             continue
+        if name == "adapter":  # a model of its own: the --lora-* flags below
+            _adapter_args(parser)
+            continue
         flag = "--" + name.replace("_", "-")
         help_text = (field.description or "").replace("%", "%%")
         choices = _literal_choices(field.annotation)
@@ -364,6 +368,35 @@ def _step_args(parser: argparse.ArgumentParser, gpu: bool = False) -> None:
             parser.add_argument(flag, type=int, default=field.default, help=help_text)
     if gpu:
         parser.add_argument("--gpu", choices=list(GPUS), default=DEFAULT_GPU, help="a GPU of the catalog")
+
+
+def _adapter_args(parser: argparse.ArgumentParser) -> None:
+    fields = Adapter.model_fields
+    parser.add_argument("--lora-r", type=int, help="fine-tune with a LoRA adapter of this rank (PEFT); base frozen")
+    parser.add_argument(
+        "--lora-targets",
+        help="comma-separated linear layers to adapt, e.g. q_proj,v_proj (default all-linear: every linear layer "
+        "but the output head)",
+    )
+    parser.add_argument("--lora-alpha", type=float, help=f"{fields['alpha'].description} (default 2 x r)")
+    parser.add_argument("--lora-dropout", type=float, default=0.0, help=fields["dropout"].description)
+    parser.add_argument("--dora", action="store_true", help="DoRA (weight-decomposed LoRA) instead of LoRA")
+
+
+def _adapter(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The adapter the --lora-* flags describe (None without --lora-r)."""
+    if getattr(args, "lora_r", None) is None:
+        if getattr(args, "lora_targets", None) or getattr(args, "dora", False):
+            raise UsageError("--lora-targets and --dora need --lora-r (the adapter's rank)")
+        return None
+    targets = args.lora_targets
+    return {
+        "kind": "dora" if args.dora else "lora",
+        "r": args.lora_r,
+        "alpha": args.lora_alpha if args.lora_alpha is not None else 2 * args.lora_r,
+        "target_modules": "all-linear" if not targets else [t.strip() for t in targets.split(",") if t.strip()],
+        "dropout": args.lora_dropout,
+    }
 
 
 def _literal_choices(annotation: Any) -> list[str] | None:

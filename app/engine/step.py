@@ -17,7 +17,7 @@ overview, which sizes every mode and optimizer at once, takes a ``StepSetup``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,23 @@ from .choices import (
     resolve_precision,
 )
 from .errors import InputError
+
+
+class Adapter(BaseModel):
+    """A LoRA or DoRA adapter (PEFT's): the base model frozen, low-rank updates on the target layers trained."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["lora", "dora"] = Field("lora", description="lora, or dora (weight-decomposed LoRA).")
+    r: int = Field(16, ge=1, le=4096, description="The rank of each update.")
+    alpha: float = Field(32, gt=0, le=65536, description="The scale's numerator (the update is scaled by alpha/r).")
+    target_modules: Literal["all-linear"] | tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        "all-linear",
+        description="Names (or last parts of names) of the linear layers to adapt, e.g. [q_proj, v_proj]; "
+        "all-linear: every linear layer but the output head.",
+        max_length=64,
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
 
 
 class StepSetup(BaseModel):
@@ -55,6 +72,9 @@ class StepSetup(BaseModel):
         1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
     )
     sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
+    adapter: Adapter | None = Field(
+        None, description="Fine-tune with a LoRA or DoRA adapter (PEFT): the base frozen, the adapter trained."
+    )
 
 
 class StepFields(StepSetup):
@@ -152,6 +172,8 @@ class Step(StepFields):
                 values.update(gpus=self.gpus, sharding=self.sharding)
         if self.generates:
             values["new_tokens"] = self.new_tokens
+        if self.adapter is not None:
+            values["adapter"] = self.adapter.model_dump(mode="json")
         return values
 
     def resolved(self) -> Step:

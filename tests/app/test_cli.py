@@ -128,3 +128,12 @@ def test_max_batch_and_step_time(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["step-time", "gpt", "--preset", "nano", "--mode", "generate", "--new-tokens", "8", "--json"]) == 0
     step = json.loads(capsys.readouterr().out)
     assert step["mode"] == "generate" and step["tokens_per_second"] > 0
+
+
+def test_memory_with_a_lora_adapter(capsys) -> None:
+    """--lora-r and --lora-targets fine-tune GPT-2's attention only: few trainable parameters, the rest frozen."""
+    code = main(["memory", "gpt", "--preset", "nano", "--lora-r", "4", "--lora-targets", "q_proj,v_proj", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["adapter"]["r"] == 4 and report["adapter"]["target_modules"] == ["q_proj", "v_proj"]
+    assert 0 < report["trainable_parameters"] < report["frozen_parameters"] / 10

@@ -18,7 +18,7 @@ from torch import nn
 from ..choices import OPTIMIZERS
 from ..errors import InputError
 from ..lru import LRUCache
-from ..step import Step
+from ..step import Adapter, Step
 from ..tracing.cpu_workspace import op_workspace
 from ..tracing.selection import Selection
 from ..tracing.torch_internals import (
@@ -31,6 +31,7 @@ from ..tracing.torch_internals import (
 )
 from ..tracing.tracer import Tracer, failures_translated, preserved_modes
 from ..units import format_bytes
+from .adapters import adapter_note, apply_adapter
 from .checkpointing import enable_checkpointing
 from .generation import NotAffineError, TracedSteps, kv_cache
 from .notes import step_notes
@@ -46,8 +47,11 @@ def _prepare_model(case: StepCase) -> nn.Module:
     """The model the estimate runs: the engine's own meta build, or a meta copy (a user's module, or checkpointing,
     which changes the blocks' forwards)."""
     selection, step = case.selection, case.step
-    model = selection.module if selection.owned and not step.checkpointing else meta_copy(selection.module)
+    changed = step.checkpointing or step.adapter is not None
+    model = selection.module if selection.owned and not changed else meta_copy(selection.module)
     model.to(step.param_dtype)
+    if step.adapter is not None:
+        apply_adapter(model, step.adapter)
     if step.checkpointing:
         enable_checkpointing(model)
     return model
@@ -79,7 +83,7 @@ def estimate_one_device(case: StepCase) -> MemoryReport:
             except NotAffineError:  # a step's figures are not affine where steps were skipped: trace them all
                 runner = StepRunner(model, case, real=False)
                 account = _track_step(runner, model, every_step=True)
-        facts = _model_facts(model, account)
+        facts = _model_facts(model, account, case.step.adapter)
     return _report(case, account, facts, runner)
 
 
@@ -91,15 +95,21 @@ class ModelFacts:
     trainable_bytes: int
     buffer_bytes: int
     rows: list[LayerMemory]
+    trainable_parameters: int
+    frozen_parameters: int
+    adapter_note: str | None = None
 
 
-def _model_facts(model: nn.Module, account: StepAccount) -> ModelFacts:
+def _model_facts(model: nn.Module, account: StepAccount, adapter: Adapter | None) -> ModelFacts:
     params = list(model.parameters())
     return ModelFacts(
         param_bytes=storage_bytes(params),
         trainable_bytes=storage_bytes([p for p in params if p.requires_grad]),
         buffer_bytes=storage_bytes(list(model.buffers())),
         rows=_layer_rows(model, account),
+        trainable_parameters=sum(p.numel() for p in params if p.requires_grad),
+        frozen_parameters=sum(p.numel() for p in params if not p.requires_grad),
+        adapter_note=adapter_note(model, adapter) if adapter is not None else None,
     )
 
 
@@ -116,7 +126,9 @@ def _report(case: StepCase, account: StepAccount, facts: ModelFacts, runner: Ste
         step_flops=account.flops,
         layers=[row.model_copy() for row in facts.rows],
         formula=_formula(account, step, case.batch_size, facts.param_bytes, facts.trainable_bytes, account.peak),
-        notes=step_notes(case),
+        notes=step_notes(case) + ([facts.adapter_note] if facts.adapter_note else []),
+        trainable_parameters=facts.trainable_parameters,
+        frozen_parameters=facts.frozen_parameters,
         **(_generation_fields(runner, account, case.selection) if runner is not None else {}),
     )
 
@@ -160,7 +172,7 @@ def _passes(case: StepCase) -> PassTrace:
             materialize(model, case.device)
             runner = StepRunner(model, case, real=False, with_optimizer=False)
             account = _track_step(runner, model, warm_up=False)
-        facts = _model_facts(model, account)
+        facts = _model_facts(model, account, case.step.adapter)
         shapes = tuple((tuple(p.shape), p.dtype) for p in model.parameters() if p.requires_grad)
     trace = PassTrace(account, facts, shapes)
     if key is not None:
@@ -198,6 +210,7 @@ def _passes_key(case: StepCase) -> str | None:
         str(case.device),
         case.step.precision_choice.name,
         case.step.checkpointing,
+        case.step.adapter.model_dump(mode="json") if case.step.adapter is not None else None,
     ]
     return json.dumps(parts, sort_keys=True, default=str)
 

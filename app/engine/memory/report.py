@@ -104,5 +104,8 @@ class MemoryReport(BaseModel):
     )
     gpus: int = Field(1, description="Devices the step runs on; peak_bytes is then per device (the largest rank's).")
     sharding: ShardingName | None = Field(None, description="How the devices share the model (gpus > 1).")
+    adapter: dict[str, Any] | None = Field(None, description="The LoRA or DoRA adapter fine-tuned, when one is.")
+    trainable_parameters: int | None = Field(None, description="Parameters the step trains (an adapter's only).")
+    frozen_parameters: int | None = Field(None, description="Parameters it keeps frozen (a fine-tuned base).")
     fits: list[GpuFit] = Field(default_factory=list, description="peak_bytes against every GPU of GET /api/gpus.")
     notes: list[str] = Field(default_factory=list)

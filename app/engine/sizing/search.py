@@ -47,7 +47,7 @@ def largest_fitting(peak: Callable[[int], int], budget: int, low: int, high: int
 
     first = min(max(first, low), high)
     if at(first) > budget and (first == low or at(low) > budget):
-        return Fit(0, None, peaks[low] if low in peaks else None, False, False, peaks)
+        return Fit(0, None, peaks.get(low), False, False, peaks)
     if high == low:
         return Fit(low, peaks[low], None, False, False, peaks)
     if first < high:

@@ -339,6 +339,12 @@ class PhaseOpening:
 if _MemTracker is not None:
     from torch.distributed._tools.mem_tracker import _TOTAL_KEY, _MemRefType
 
+    class _NoHandle:
+        def remove(self) -> None:
+            """Nothing was registered."""
+
+    _NO_HANDLE = _NoHandle()
+
     class PhaseMemTracker(_MemTracker):
         """``MemTracker`` that also notes, at each new peak, the phase and the saved-activation bytes live.
 
@@ -426,6 +432,14 @@ if _MemTracker is not None:
             self._peak_mem_snap = {**{d: dict(s) for d, s in current.items()}, device: snapshot}
             self._peak_mem = {d: s.get(_TOTAL_KEY, 0) for d, s in self._peak_mem_snap.items()}
             self._new_peak(total + extra)
+
+        def _track_module_params_and_buffers(self, module: nn.Module, install_grad_hooks: bool = True) -> Any:
+            # MemTracker hooks every parameter's gradient, and a frozen one (a fine-tuned base) has none to
+            # hook: mark those as hooked already, with handles that remove nothing.
+            for param in module.parameters():
+                if not param.requires_grad and param not in self._param_to_grad_hook_handles:
+                    self._param_to_grad_hook_handles[param] = (_NO_HANDLE, _NO_HANDLE)
+            return super()._track_module_params_and_buffers(module, install_grad_hooks)
 
         def _pre_fw_hook(self, module: nn.Module, inputs: Any) -> None:
             try:

@@ -67,3 +67,18 @@ def test_max_context_endpoint(client) -> None:
     assert shaped.status_code == 422 and shaped.json()["field"] == "input.shape"
     images = client.post("/api/max-context", json={"architecture": "resnet", "gpu": "t4-16gb"})
     assert images.status_code == 422 and images.json()["field"] == "architecture"
+
+
+def test_adapter_on_memory_and_max_batch(client) -> None:
+    """A LoRA adapter on POST /api/memory and /api/max-batch: fewer bytes than full fine-tuning, and a bad rank or
+    a target the model lacks is a 422 naming the field."""
+    body = {"architecture": "gpt", "config": {"preset": "nano"}, "optimizer": "adamw"}
+    full = client.post("/api/memory", json=body).json()
+    lora = client.post("/api/memory", json={**body, "adapter": {"r": 4, "target_modules": ["q_proj", "v_proj"]}})
+    assert lora.status_code == 200 and lora.json()["peak_bytes"] < full["peak_bytes"]
+    assert lora.json()["trainable_parameters"] < full["trainable_parameters"] / 10
+    fit = client.post("/api/max-batch", json={**body, "gpu": "t4-16gb", "adapter": {"r": 4}}).json()
+    assert fit["batch_size"] >= 1
+    for adapter, field in (({"r": 0}, "adapter.r"), ({"r": 4, "target_modules": ["wq"]}, "adapter.target_modules")):
+        refused = client.post("/api/memory", json={**body, "adapter": adapter})
+        assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
