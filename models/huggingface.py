@@ -411,6 +411,7 @@ ARCHITECTURE = register(
         default_params=124_439_808,  # the default config: GPT-2 small
         preprocessing=None,  # image heads are sized, not fed photographs: preprocessing belongs to a checkpoint
         context=context,
+        stored_quantization=lambda config: config.hf_config.get("quantization_config") or None,
         inputs=inputs,
         generate=GreedyHuggingFace,
     )

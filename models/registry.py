@@ -153,6 +153,8 @@ class Architecture:
     feature_layers: Callable[[nn.Module], list[str]] = every_conv_and_pool  # default feature-map layers
     attention_modules: tuple[type[nn.Module], ...] = ()  # modules that can record their attention weights
     context: Callable[[Any], int] | None = None  # longest token sequence a config accepts
+    # (config) -> how the checkpoint stores its weights, as its config says (a quantization_config), or None
+    stored_quantization: Callable[[Any], dict[str, Any] | None] | None = None
     live_preset: str | None = None  # the preset live pages start from (small enough to run for real)
     # The forward's arguments when not one tensor per input (e.g. keyword arguments): built by the family.
     inputs: Callable[..., Any] | None = None

@@ -20,7 +20,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .choices import (
     DEFAULT_OPTIMIZER,
@@ -54,6 +54,38 @@ class Adapter(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
 
 
+QuantizationMethod = Literal["nf4", "fp4", "int8", "fp8", "gptq", "awq", "compressed-tensors"]
+
+
+class Quantization(BaseModel):
+    """How the base model's linear weights are stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: QuantizationMethod = Field(
+        description="nf4/fp4 (bitsandbytes 4-bit), int8 (LLM.int8()), fp8, gptq, awq, compressed-tensors."
+    )
+    bits: int = Field(4, ge=2, le=8, description="gptq, awq, compressed-tensors: bits per weight.")
+    group_size: int = Field(
+        128,
+        ge=-1,
+        le=65536,
+        description="gptq, awq, compressed-tensors int4: weights per scale (-1: one group per input row).",
+    )
+    double_quant: bool = Field(True, description="nf4/fp4: quantize the absmaxes too (QLoRA's default).")
+    block_size: int = Field(64, ge=16, le=4096, description="nf4/fp4: weights per absmax.")
+    float_weights: bool = Field(False, description="compressed-tensors 8-bit: fp8 weights, not int8.")
+
+    @model_validator(mode="after")
+    def _stored_as_written(self) -> Quantization:
+        allowed = {"gptq": (2, 3, 4, 8), "awq": (4,), "compressed-tensors": (4, 8)}.get(self.method)
+        if allowed and self.bits not in allowed:
+            raise ValueError(f"{self.method} stores {', '.join(map(str, allowed))}-bit weights, not {self.bits}")
+        if self.group_size == 0:
+            raise ValueError("group_size is a number of weights (or -1 for one group per row), not 0")
+        return self
+
+
 class StepSetup(BaseModel):
     """What applies to every step of a selection: how parameters are stored and computed, and on how many devices."""
 
@@ -72,6 +104,11 @@ class StepSetup(BaseModel):
         1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
     )
     sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
+    quantization: Quantization | None = Field(
+        None,
+        description="Store the base's linear weights quantized (nf4, fp4, int8, fp8, gptq, awq, compressed-tensors), "
+        "counted from each format's own layout. Omitted: a Hugging Face config's quantization_config, if any.",
+    )
     adapter: Adapter | None = Field(
         None, description="Fine-tune with a LoRA or DoRA adapter (PEFT): the base frozen, the adapter trained."
     )
@@ -174,6 +211,8 @@ class Step(StepFields):
             values["new_tokens"] = self.new_tokens
         if self.adapter is not None:
             values["adapter"] = self.adapter.model_dump(mode="json")
+        if self.quantization is not None:
+            values["quantization"] = self.quantization.model_dump(mode="json")
         return values
 
     def resolved(self) -> Step:

@@ -1,5 +1,5 @@
-"""Fine-tuning with adapters: LoRA and DoRA from PEFT, on the model the estimate traces and the one a real run
-measures, the same call for both.
+"""Fine-tuning with adapters (LoRA and DoRA from PEFT) and quantized bases (QLoRA), on the model the estimate
+traces and the one a real run measures, the same call for both.
 
 ``apply_adapter`` injects PEFT's own adapter layers (``peft.inject_adapter_in_model``)
 into a model already in its parameter dtype, as a fine-tuning script does after
@@ -14,7 +14,21 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import InputError
-from ..step import Adapter
+from ..step import Adapter, Step
+from .quantization import quantize_linears
+
+
+def prepare_weights(model: nn.Module, step: Step) -> None:
+    """The base's weights as the step stores them (quantized, with ``step.quantization``), then the adapter, in
+    the order a QLoRA script applies them; adapters on a quantized base are kept in the parameters' dtype."""
+    if step.quantization is not None:
+        quantize_linears(model, step.quantization)
+    if step.adapter is not None:
+        apply_adapter(model, step.adapter)
+        if step.quantization is not None:
+            for name, param in model.named_parameters():
+                if "lora_" in name:
+                    param.data = param.data.to(step.param_dtype)
 
 
 def apply_adapter(model: nn.Module, adapter: Adapter) -> nn.Module:

@@ -25,6 +25,7 @@ from ..step import Step
 from ..tracing.selection import check_batch, check_module_count, select
 from .measure import measure_into, measured_only
 from .one_device import estimate_one_device
+from .quantization import from_quantization_config
 from .report import MemoryReport
 from .runner import StepCase
 from .sharding import estimate_sharded
@@ -88,6 +89,13 @@ def estimate_case(
     real_run: contextlib.AbstractContextManager | None = None,
 ) -> MemoryReport:
     """The estimate of a case whose selection and step are already checked (the engine's jobs start here)."""
+    case = _with_stored_quantization(case)
+    if measure and case.step.quantization is not None:
+        raise InputError(
+            "measure runs PyTorch's own layers here; quantized kernels (bitsandbytes, GPTQ, AWQ, fp8) need their "
+            "GPU: the quantized layouts are checked by their storage (tests) and scripts/gpu_check.py",
+            "measure",
+        )
     try:
         report = _estimate_any(case)
         if case.step.checkpointing:
@@ -148,3 +156,22 @@ def token_context(name: str, config: dict[str, Any] | None) -> int | None:
     if arch.context is None or arch.kind(parsed).value != "tokens":
         return None
     return arch.context(parsed)
+
+
+def _with_stored_quantization(case: StepCase) -> StepCase:
+    """The case with the quantization its config's checkpoint is stored in, unless the step names one."""
+    if case.step.quantization is not None or not case.selection.owned or not case.selection.architecture:
+        return case
+    import models
+
+    arch = models.get_architecture(case.selection.architecture)
+    if arch.stored_quantization is None:
+        return case
+    spec = arch.stored_quantization(arch.parse_config(case.selection.config))
+    if not spec:
+        return case
+    try:
+        quantization = from_quantization_config(spec)
+    except ValueError as exc:  # pydantic's, on values the config gives
+        raise InputError(f"quantization_config: {exc}", "config.quantization_config") from None
+    return StepCase(case.selection, case.step.replace(quantization=quantization), case.batch_size, case.device)

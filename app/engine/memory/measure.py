@@ -19,7 +19,7 @@ from ..choices import OPTIMIZERS
 from ..errors import MemoryBudgetError, NeedsRealRunError
 from ..tracing.torch_internals import SavedTensorLedger, flop_counter, kineto_memory_events, kineto_range
 from ..tracing.tracer import Tracer, failures_translated
-from .adapters import apply_adapter
+from .adapters import prepare_weights
 from .checkpointing import enable_checkpointing
 from .generation import kv_cache
 from .notes import step_notes
@@ -116,8 +116,7 @@ def _real_model(case: StepCase) -> nn.Module:
     else:
         model = copy.deepcopy(selection.module)
     model = model.to(device=case.device, dtype=case.step.param_dtype)
-    if case.step.adapter is not None:
-        apply_adapter(model, case.step.adapter)
+    prepare_weights(model, case.step)
     if case.step.checkpointing:
         enable_checkpointing(model)
     return model

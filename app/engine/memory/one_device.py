@@ -31,10 +31,11 @@ from ..tracing.torch_internals import (
 )
 from ..tracing.tracer import Tracer, failures_translated, preserved_modes
 from ..units import format_bytes
-from .adapters import adapter_note, apply_adapter
+from .adapters import adapter_note, prepare_weights
 from .checkpointing import enable_checkpointing
 from .generation import NotAffineError, TracedSteps, kv_cache
 from .notes import step_notes
+from .quantization import QuantizedLinear
 from .reference import tracing_everything
 from .report import LayerMemory, MemoryBreakdown, MemoryReport, TextbookFormula
 from .runner import StepCase, StepRunner, materialize, meta_copy, optimizer_state_tensors, storage_bytes
@@ -47,11 +48,10 @@ def _prepare_model(case: StepCase) -> nn.Module:
     """The model the estimate runs: the engine's own meta build, or a meta copy (a user's module, or checkpointing,
     which changes the blocks' forwards)."""
     selection, step = case.selection, case.step
-    changed = step.checkpointing or step.adapter is not None
+    changed = step.checkpointing or step.adapter is not None or step.quantization is not None
     model = selection.module if selection.owned and not changed else meta_copy(selection.module)
     model.to(step.param_dtype)
-    if step.adapter is not None:
-        apply_adapter(model, step.adapter)
+    prepare_weights(model, step)
     if step.checkpointing:
         enable_checkpointing(model)
     return model
@@ -98,6 +98,8 @@ class ModelFacts:
     trainable_parameters: int
     frozen_parameters: int
     adapter_note: str | None = None
+    quantized_bytes: int | None = None
+    quantized_weights: int | None = None
 
 
 def _model_facts(model: nn.Module, account: StepAccount, adapter: Adapter | None) -> ModelFacts:
@@ -110,7 +112,18 @@ def _model_facts(model: nn.Module, account: StepAccount, adapter: Adapter | None
         trainable_parameters=sum(p.numel() for p in params if p.requires_grad),
         frozen_parameters=sum(p.numel() for p in params if not p.requires_grad),
         adapter_note=adapter_note(model, adapter) if adapter is not None else None,
+        **_quantized(model),
     )
+
+
+def _quantized(model: nn.Module) -> dict[str, int]:
+    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    if not layers:
+        return {}
+    return {
+        "quantized_bytes": storage_bytes([getattr(m, name) for m in layers for name in m.stored]),
+        "quantized_weights": sum(m.in_features * m.out_features for m in layers),
+    }
 
 
 def _report(case: StepCase, account: StepAccount, facts: ModelFacts, runner: StepRunner | None) -> MemoryReport:
@@ -126,8 +139,10 @@ def _report(case: StepCase, account: StepAccount, facts: ModelFacts, runner: Ste
         step_flops=account.flops,
         layers=[row.model_copy() for row in facts.rows],
         formula=_formula(account, step, case.batch_size, facts.param_bytes, facts.trainable_bytes, account.peak),
-        notes=step_notes(case) + ([facts.adapter_note] if facts.adapter_note else []),
+        notes=step_notes(case) + [note for note in (facts.adapter_note, _quantized_note(facts, step)) if note],
         trainable_parameters=facts.trainable_parameters,
+        quantized_weight_bytes=facts.quantized_bytes,
+        quantized_weights=facts.quantized_weights,
         frozen_parameters=facts.frozen_parameters,
         **(_generation_fields(runner, account, case.selection) if runner is not None else {}),
     )
@@ -441,4 +456,16 @@ def _formula(
         estimate_bytes=estimate,
         exact_bytes=peak,
         lines=lines,
+    )
+
+
+def _quantized_note(facts: ModelFacts, step: Step) -> str | None:
+    if not facts.quantized_bytes or step.quantization is None:
+        return None
+    bits = facts.quantized_bytes * 8 / facts.quantized_weights
+    return (
+        f"linear layers stored as {step.quantization.method}: {format_bytes(facts.quantized_bytes)} "
+        f"({facts.quantized_bytes:,} bytes) for {facts.quantized_weights:,} weights, {bits:.3f} bits per weight with "
+        "their scales, zeros and codes; the output head and the embeddings stay in the parameters' dtype. Each "
+        "product dequantizes its weight into the compute dtype for a moment (bitsandbytes' training path)"
     )

@@ -105,6 +105,11 @@ class MemoryReport(BaseModel):
     gpus: int = Field(1, description="Devices the step runs on; peak_bytes is then per device (the largest rank's).")
     sharding: ShardingName | None = Field(None, description="How the devices share the model (gpus > 1).")
     adapter: dict[str, Any] | None = Field(None, description="The LoRA or DoRA adapter fine-tuned, when one is.")
+    quantization: dict[str, Any] | None = Field(None, description="How the base's linear weights are stored.")
+    quantized_weight_bytes: int | None = Field(
+        None, description="Bytes of the quantized layers' stored tensors (packed weights, scales, zeros, codes)."
+    )
+    quantized_weights: int | None = Field(None, description="Weights those layers hold (out x in each).")
     trainable_parameters: int | None = Field(None, description="Parameters the step trains (an adapter's only).")
     frozen_parameters: int | None = Field(None, description="Parameters it keeps frozen (a fine-tuned base).")
     fits: list[GpuFit] = Field(default_factory=list, description="peak_bytes against every GPU of GET /api/gpus.")

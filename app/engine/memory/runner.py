@@ -106,6 +106,7 @@ class StepCase:
             "gpus": step.gpus,
             "sharding": step.sharding if step.sharded else None,
             "adapter": step.adapter.model_dump(mode="json") if step.adapter is not None else None,
+            "quantization": step.quantization.model_dump(mode="json") if step.quantization is not None else None,
         }
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..tracing.torch_internals import fake_mode, fake_process_group, fsdp_memory_tracker, fully_shard
-from .adapters import apply_adapter
+from .adapters import prepare_weights
 from .checkpointing import enable_checkpointing, keep_first_blocks, repeated_blocks, repeated_stacks
 from .notes import step_notes
 from .one_device import estimate_one_device
@@ -41,8 +41,7 @@ def _ddp(case: StepCase) -> MemoryReport:
     selection, gpus = case.selection, case.step.gpus
     report = estimate_one_device(case)
     model = meta_copy(selection.module).to(case.step.param_dtype)
-    if case.step.adapter is not None:
-        apply_adapter(model, case.step.adapter)
+    prepare_weights(model, case.step)
     buckets = storage_bytes([p for p in model.parameters() if p.requires_grad])
     report.peak_bytes += buckets
     report.persistent_bytes += buckets
@@ -169,8 +168,7 @@ def _trace(case: StepCase, reshard: bool, keep: int | None) -> ShardedTrace:
     if keep is not None:
         keep_first_blocks(model, keep)
     model.to(step.param_dtype)
-    if step.adapter is not None:
-        apply_adapter(model, step.adapter)
+    prepare_weights(model, step)
     if step.checkpointing:
         enable_checkpointing(model)
     with fake_process_group(gpus) as mesh:
