@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import torch
 
+from .optim8bit import AdamW8bitLayout, PagedAdamW8bitLayout
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -81,6 +83,13 @@ OPTIMIZERS: dict[str, OptimizerChoice] = {
         ),
         OptimizerChoice("adam", "Adam", "Adam", torch.optim.Adam, {"lr": 1e-3}, 2),
         OptimizerChoice("adamw", "AdamW", "AdamW", torch.optim.AdamW, {"lr": 1e-3}, 2),
+        # Fine-tuning's memory savers: bitsandbytes' 8-bit AdamW (one byte per moment, block absmaxes; its paged
+        # variant holds the same bytes in pageable memory), and Adafactor's factored second moment.
+        OptimizerChoice("adamw-8bit", "AdamW 8-bit (bitsandbytes)", "AdamW 8-bit", AdamW8bitLayout, {"lr": 1e-3}, 2),
+        OptimizerChoice(
+            "paged-adamw-8bit", "Paged AdamW 8-bit (bitsandbytes)", "Paged 8-bit", PagedAdamW8bitLayout, {"lr": 1e-3}, 2
+        ),
+        OptimizerChoice("adafactor", "Adafactor", "Adafactor", torch.optim.Adafactor, {"lr": 1e-2}, 0),
     )
 }
 DEFAULT_OPTIMIZER = "adam"

@@ -28,6 +28,7 @@ from ..tracing.torch_internals import (
     SavedTensorLedger,
     fake_mode,
     flop_counter,
+    scalar_reads_as_one,
 )
 from ..tracing.tracer import Tracer, failures_translated, preserved_modes
 from ..units import format_bytes
@@ -249,11 +250,12 @@ def _optimizer_trace(
         for param in params:
             param.grad = torch.empty_like(param)
         optimizer = OPTIMIZERS[name].build(params)
-        optimizer.step()
+        with scalar_reads_as_one():
+            optimizer.step()
         tracker = PhaseMemTracker()
         tracker.track_external(*params, *[p.grad for p in params], optimizer)
         start, before = tracker.current_bytes(), tracker.current_by_category()
-        with tracker:
+        with tracker, scalar_reads_as_one():
             optimizer.step()
         peak, at_peak = tracker.peak_bytes(), tracker.peak_by_category()
         state = storage_bytes(optimizer_state_tensors(optimizer))

@@ -30,7 +30,7 @@ from ..tracing.selection import (
     make_targets,
     model_loss,
 )
-from ..tracing.torch_internals import storage_key
+from ..tracing.torch_internals import scalar_reads_as_one, storage_key
 from ..tracing.transformers_internals import padding_as_given
 from .generation import TracedSteps, decoding_for, run_generation
 
@@ -168,7 +168,8 @@ class StepRunner:
         del loss
         phase("optimizer")
         if self.optimizer is not None:
-            self.optimizer.step()
+            with scalar_reads_as_one() if not self.real else contextlib.nullcontext():
+                self.optimizer.step()
 
     def inference(self, phase: Phase = _no_phase) -> None:
         phase("forward")

@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..tracing.torch_internals import fake_mode, fake_process_group, fsdp_memory_tracker, fully_shard
+from ..tracing.torch_internals import (
+    fake_mode,
+    fake_process_group,
+    fsdp_memory_tracker,
+    fully_shard,
+    scalar_reads_as_one,
+)
 from .adapters import prepare_weights
 from .checkpointing import enable_checkpointing, keep_first_blocks, repeated_blocks, repeated_stacks
 from .notes import step_notes
@@ -204,7 +210,8 @@ def _warm_up(runner: StepRunner, model: nn.Module, whole_step: bool) -> None:
         if param.requires_grad:
             param.grad = torch.zeros_like(param)
     if runner.optimizer is not None:
-        runner.optimizer.step()
+        with scalar_reads_as_one():
+            runner.optimizer.step()
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:

@@ -585,3 +585,19 @@ def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | Non
                     }
 
     return PhaseFSDPMemTracker()
+
+
+class _ScalarReads(TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func is torch.ops.aten._local_scalar_dense.default and _without_data(args[:1]):
+            return False if args[0].dtype == torch.bool else 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def scalar_reads_as_one() -> Iterator[None]:
+    """Inside, reading a fake tensor's value (``.item()``) gives 1 instead of failing: for an optimizer's step
+    (Adafactor reads its step count and a norm), whose allocations do not depend on the values it reads. Never
+    around a model's forward, where a value can decide what runs."""
+    with _ScalarReads():
+        yield

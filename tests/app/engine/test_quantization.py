@@ -143,3 +143,43 @@ def test_a_config_s_quantization_config_is_read() -> None:
     with pytest.raises(InputError, match="exl9") as caught:
         estimate_memory("huggingface", bad, input_size=(16,), mode="inference")
     assert caught.value.field == "config.quantization_config"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_8bit_adamw_state_is_what_bitsandbytes_keeps(dtype) -> None:
+    """bitsandbytes' own AdamW8bit and PagedAdamW8bit, stepped on this CPU, against the layout the estimates use:
+    the same state tensors, shapes and dtypes, the same bytes (shared quantization maps counted once)."""
+    from app.engine.memory.runner import optimizer_state_tensors, storage_bytes
+    from app.engine.optim8bit import AdamW8bitLayout, PagedAdamW8bitLayout
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import bitsandbytes as bnb
+
+    shapes = [(4096, 512), (100,), (64, 64), (4095,), (300, 301)]
+
+    def stepped(factory):
+        params = [torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in shapes]
+        for param in params:
+            param.grad = torch.zeros_like(param)
+        optimizer = factory(params, lr=1e-3)
+        optimizer.step()
+        return params, optimizer
+
+    for theirs, ours in ((bnb.optim.AdamW8bit, AdamW8bitLayout), (bnb.optim.PagedAdamW8bit, PagedAdamW8bitLayout)):
+        (real_params, real), (layout_params, mine) = stepped(theirs), stepped(ours)
+        for a, b in zip(real_params, layout_params, strict=True):
+            tensors = lambda state: {k: (tuple(v.shape), v.dtype) for k, v in state.items() if torch.is_tensor(v)}  # noqa: E731
+            assert tensors(real.state[a]) == tensors(mine.state[b])
+        assert storage_bytes(optimizer_state_tensors(real)) == storage_bytes(optimizer_state_tensors(mine))
+
+
+def test_fine_tuning_optimizers_in_a_training_estimate() -> None:
+    """8-bit AdamW keeps a quarter of AdamW's fp32 moments (plus absmaxes), Adafactor far less."""
+    options = dict(input_size=(32,), batch_size=2)
+    state = {
+        name: estimate_memory("huggingface", tiny_models.LLAMA, optimizer=name, **options).breakdown.optimizer_state
+        for name in ("adamw", "adamw-8bit", "paged-adamw-8bit", "adafactor")
+    }
+    assert state["adamw-8bit"] == state["paged-adamw-8bit"] < state["adamw"] / 3
+    assert state["adafactor"] < state["adamw-8bit"]
