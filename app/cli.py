@@ -27,10 +27,11 @@ from typing import Any, NoReturn
 import models
 
 from .engine import EngineError, estimate_memory, summarize, trace_graph
-from .engine.choices import DTYPES, INPUT_DTYPES
+from .engine.choices import DTYPES, INPUT_DTYPES, PRECISIONS
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
 from .engine.gpus import DEFAULT_GPU, GPUS
-from .engine.step import STEP_FIELDS, Adapter, Step, StepFields
+from .engine.sizing.serving import KvCacheDtype
+from .engine.step import STEP_FIELDS, Adapter, Quantization, Step, StepFields
 from .engine.tracing.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
 from .render.graph import graph_dot, graph_text
@@ -252,6 +253,35 @@ def cmd_max_context(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serving(args: argparse.Namespace) -> int:
+    from .engine.sizing import serving_capacity
+
+    report = serving_capacity(
+        args.architecture,
+        _config(args),
+        gpu=args.gpu,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        block_size=args.block_size,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        prompt_tokens=args.prompt_tokens,
+        output_tokens=args.output_tokens,
+        kv_cache_dtype=args.kv_cache_dtype,
+        precision=args.precision,
+        quantization={"method": args.quantization} if args.quantization else None,
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0
+    print(
+        f"{args.architecture} on {args.gpu} at {report.gpu_memory_utilization:.0%}: {report.kv_tokens:,} tokens of KV "
+        f"cache ({report.kv_blocks:,} blocks of {report.block_size}); {report.max_concurrent_requests:,} concurrent "
+        f"{report.tokens_per_request:,}-token requests (weights {format_bytes(report.weight_bytes)}, prefill "
+        f"activations {format_bytes(report.activation_peak_bytes)}); estimated TTFT "
+        f"{report.ttft_seconds * 1e3:,.0f} ms, TPOT {report.tpot_seconds * 1e3:,.1f} ms"
+    )
+    return 0
+
+
 def cmd_step_time(args: argparse.Namespace) -> int:
     from .engine.sizing import estimate_step_time
 
@@ -452,6 +482,22 @@ def build_parser() -> argparse.ArgumentParser:
     _step_args(longest, gpu=True)
     longest.add_argument("--json", action="store_true", help="the full report as JSON")
     longest.set_defaults(run=cmd_max_context)
+
+    serving = commands.add_parser("serving", help="KV-cache blocks and concurrent requests a GPU serves (vLLM)")
+    _selection_args(serving)
+    serving.add_argument("--gpu", choices=list(GPUS), default=DEFAULT_GPU, help="a GPU of the catalog")
+    serving.add_argument("--precision", choices=list(PRECISIONS), default="bf16")
+    serving.add_argument(
+        "--quantization", choices=_literal_choices(Quantization.model_fields["method"].annotation), help="weights"
+    )
+    serving.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    serving.add_argument("--block-size", type=int, default=16)
+    serving.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    serving.add_argument("--prompt-tokens", type=int, default=1024)
+    serving.add_argument("--output-tokens", type=int, default=1024)
+    serving.add_argument("--kv-cache-dtype", choices=list(typing.get_args(KvCacheDtype)), default="auto")
+    serving.add_argument("--json", action="store_true", help="the full report as JSON")
+    serving.set_defaults(run=cmd_serving)
 
     timing = commands.add_parser("step-time", help="a roofline estimate of a step's time on a GPU")
     _selection_args(timing)

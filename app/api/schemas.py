@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 from ..engine.choices import DTypeName, InputDTypeName
 from ..engine.gpus import DEFAULT_GPU, GPUS
 from ..engine.live.runs import MAX_LAYERS
-from ..engine.step import StepFields, StepSetup
+from ..engine.step import Quantization, StepFields, StepSetup
 from ..engine.tracing.selection import MAX_BATCH
 
 STRICT = ConfigDict(extra="forbid", strict=True)
@@ -120,6 +120,29 @@ class StepTimeRequest(SizingRequest):
 
     utilization: float = Field(0.4, ge=0.01, le=1, description="Share of the GPU's peak FLOP/s reached.")
     bandwidth_efficiency: float = Field(0.8, ge=0.01, le=1, description="Share of its memory bandwidth reached.")
+
+
+class ServingRequest(BaseModel):
+    """A token model, how its weights are stored, a GPU, and how vLLM would serve it there."""
+
+    model_config = STRICT
+
+    architecture: str = Field(description="A name from GET /api/architectures.", max_length=64)
+    config: dict[str, Any] | None = Field(None, description="Config fields; 'preset' picks a preset.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="Weights' and the KV cache's dtype.")
+    quantization: Quantization | None = Field(None, description=StepSetup.model_fields["quantization"].description)
+    gpu: GpuName = Field(DEFAULT_GPU, description="A GPU from GET /api/gpus.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of the GPU's memory vLLM takes.")
+    block_size: Literal[1, 8, 16, 32, 64, 128] = Field(16, description="Tokens per KV-cache block.")
+    max_num_batched_tokens: int = Field(
+        2048, ge=16, le=32768, description="Tokens of the largest prefill chunk (its activations are profiled)."
+    )
+    prompt_tokens: int = Field(1024, ge=1, le=1 << 20, description="Tokens of each request's prompt.")
+    output_tokens: int = Field(1024, ge=1, le=1 << 20, description="Tokens each request generates.")
+    kv_cache_dtype: Literal["auto", "fp8", "int8"] = Field("auto", description="auto: the weights' dtype.")
+    non_torch_mb: int = Field(0, ge=0, le=1 << 20, description="MiB outside PyTorch's allocator to set aside.")
+    utilization: float = Field(0.4, ge=0.01, le=1, description="Latency: share of the peak FLOP/s reached.")
+    bandwidth_efficiency: float = Field(0.8, ge=0.01, le=1, description="Latency: share of the bandwidth reached.")
 
 
 class MemoryOverviewRequest(StepSetup, SummaryRequest):

@@ -33,6 +33,7 @@ from ..engine.jobs import (
     MaxContextJob,
     MemoryJob,
     SelectionSpec,
+    ServingJob,
     StepTimeJob,
     SummaryJob,
 )
@@ -49,6 +50,7 @@ from .schemas import (
     CompareRequest,
     MemoryOverviewRequest,
     MemoryRequest,
+    ServingRequest,
     SizingRequest,
     StepTimeRequest,
     SummaryRequest,
@@ -317,6 +319,25 @@ class ReportService:
         spec = self.selection(request, step)
         job = MaxContextJob(selection=spec, step=step, gpu=request.gpu, max_modules=self.settings.max_modules)
         key = f"max-context:{spec.key()}|{step.key()}|{request.gpu}"
+        return (await self._cached(key, "sizing", job, work)).json
+
+    async def serving(self, request: ServingRequest, work: Work) -> bytes:
+        """KV-cache blocks and concurrent requests on the request's GPU (cached like every sizing report)."""
+        step = Step.of(precision=request.precision, quantization=request.quantization, mode="generate", new_tokens=1)
+        spec = SelectionSpec.normalized(request.architecture, request.config, dtype=dtype_name(step.param_dtype))
+        serving = request.model_dump(
+            exclude={"architecture", "config", "precision", "quantization", "gpu", "non_torch_mb"}
+        )
+        serving["non_torch_bytes"] = request.non_torch_mb * 2**20
+        job = ServingJob(
+            architecture=spec.architecture,
+            config=spec.config,
+            gpu=request.gpu,
+            serving=serving,
+            step=step,
+            max_modules=self.settings.max_modules,
+        )
+        key = f"serving:{spec.key()}|{step.key()}|{json.dumps(request.model_dump(mode='json'), sort_keys=True)}"
         return (await self._cached(key, "sizing", job, work)).json
 
     async def step_time(self, request: StepTimeRequest, work: Work) -> bytes:

@@ -303,6 +303,33 @@ class StepTimeJob(Job):
         return report.model_dump_json().encode()
 
 
+class ServingJob(Job):
+    """KV-cache blocks and concurrent requests on ``gpu`` (``serving_capacity``), from the request's fields."""
+
+    architecture: str
+    config: dict[str, Any]
+    gpu: str
+    serving: dict[str, Any]  # serving_capacity's keyword arguments, checked by the request's schema
+    step: Step
+    max_modules: int | None = None
+
+    def run(self, progress: Progress = _nothing) -> bytes:
+        from .sizing import serving_capacity
+
+        progress("estimating the prefill chunk", 0, 1)
+        report = serving_capacity(
+            self.architecture,
+            self.config,
+            gpu=self.gpu,
+            max_modules=self.max_modules,
+            precision=self.step.precision,
+            dtype=self.step.dtype,
+            quantization=self.step.quantization,
+            **self.serving,
+        )
+        return report.model_dump_json().encode()
+
+
 class LabJob(Job):
     """One lab of the course, computed from the student's values."""
 

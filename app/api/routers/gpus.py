@@ -1,4 +1,4 @@
-"""GET /api/gpus, POST /api/max-batch, POST /api/max-context and POST /api/step-time: sizing for a GPU."""
+"""GET /api/gpus, POST /api/max-batch, /api/max-context, /api/serving and /api/step-time: sizing for a GPU."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from ...engine.gpus import ALLOCATOR_SHARE, CONTEXT_RESERVE_BYTES, GPUS
-from ...engine.sizing import MaxBatchReport, MaxContextReport, StepTimeReport
+from ...engine.sizing import MaxBatchReport, MaxContextReport, ServingReport, StepTimeReport
 from ..deps import ServiceDep, WorkDep
 from ..responses import JSON
-from ..schemas import SizingRequest, StepTimeRequest, error_responses
+from ..schemas import ServingRequest, SizingRequest, StepTimeRequest, error_responses
 
 router = APIRouter(tags=["sizing"])
 
@@ -49,6 +49,19 @@ async def max_context(request: SizingRequest, service: ServiceDep, work: WorkDep
     """The longest prompt (plus new_tokens, in a generation) whose exact estimated peak at input.batch_size fits
     the GPU's usable memory, with the peak at it and at one more token; the config's context caps it."""
     return Response(content=await service.max_context(request, work), media_type=JSON)
+
+
+@router.post(
+    "/api/serving",
+    response_model=ServingReport,
+    summary="KV-cache blocks and concurrent requests a GPU serves (vLLM's plan)",
+    responses=error_responses(404, 413, 422, 504),
+)
+async def serving(request: ServingRequest, service: ServiceDep, work: WorkDep) -> Response:
+    """The GPU's memory x utilization, less the weights as stored and the traced activation peak of a prefill
+    chunk, as a paged KV cache: its blocks, its tokens, the concurrent requests of prompt + output tokens, and a
+    roofline time to first token and per output token (labelled as an estimate)."""
+    return Response(content=await service.serving(request, work), media_type=JSON)
 
 
 @router.post(

@@ -82,3 +82,21 @@ def test_adapter_on_memory_and_max_batch(client) -> None:
     for adapter, field in (({"r": 0}, "adapter.r"), ({"r": 4, "target_modules": ["wq"]}, "adapter.target_modules")):
         refused = client.post("/api/memory", json={**body, "adapter": adapter})
         assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
+
+
+def test_serving_endpoint(client) -> None:
+    body = {
+        "architecture": "gpt",
+        "config": {"preset": "gpt2"},
+        "gpu": "t4-16gb",
+        "prompt_tokens": 512,
+        "output_tokens": 256,
+    }
+    report = client.post("/api/serving", json=body)
+    assert report.status_code == 200, report.text
+    data = report.json()
+    assert data["kv_tokens"] == data["kv_blocks"] * data["block_size"] and data["estimate"] is True
+    bad = client.post("/api/serving", json={**body, "block_size": 12})
+    assert bad.status_code == 422
+    images = client.post("/api/serving", json={"architecture": "resnet"})
+    assert images.status_code == 422

@@ -12,6 +12,7 @@ import torch
 from app.engine import GPUS, estimate_memory, estimate_step_time, max_batch, max_context
 from app.engine.errors import InputError
 from app.engine.memory.reference import reference_traces
+from app.engine.sizing import serving_capacity
 from app.engine.sizing.search import largest_fitting
 
 from . import tiny_models
@@ -230,3 +231,22 @@ def test_step_time_is_a_labelled_roofline() -> None:
     assert report.tokens_per_second <= 3350e9 / weights
     assert any("40%" in line for line in report.assumptions)
     torch.manual_seed(0)
+
+
+def test_serving_capacity_is_the_paged_layout_s_arithmetic() -> None:
+    """Llama-3.1-8B bf16 on an H100 at 0.9: the weights are the published parameter count x 2 bytes (and the
+    rotary buffer), a token's KV is 2 x 32 layers x 8 KV heads x 128 x 2 bytes, and the blocks are what the
+    budget leaves, in blocks of 16; an fp8 cache holds twice the tokens."""
+    report = serving_capacity("huggingface", {"preset": "llama-3.1-8b"}, gpu="h100-80gb", precision="bf16")
+    assert report.weight_bytes - 8_030_261_248 * 2 in (0, 256)  # inv_freq: 64 fp32 values
+    assert report.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2
+    budget = int(GPUS["h100-80gb"].memory_bytes * 0.9)
+    assert report.kv_cache_bytes == budget - report.weight_bytes - report.activation_peak_bytes
+    assert report.kv_blocks == report.kv_cache_bytes // (16 * report.kv_bytes_per_token)
+    assert report.kv_tokens == report.kv_blocks * 16
+    assert report.max_concurrent_requests == report.kv_blocks // (2048 // 16)
+    assert 0 < report.activation_peak_bytes < 2 * GiB and report.ttft_seconds > 0 and report.tpot_seconds > 0
+    fp8 = serving_capacity(
+        "huggingface", {"preset": "llama-3.1-8b"}, gpu="h100-80gb", precision="bf16", kv_cache_dtype="fp8"
+    )
+    assert fp8.kv_bytes_per_token * 2 == report.kv_bytes_per_token and fp8.kv_tokens >= 2 * report.kv_tokens - 16
