@@ -27,6 +27,9 @@ const state = {
   gpus: 1,
   sharding: "fsdp",
   newTokens: 128,
+  tuning: "full", // or "lora", "qlora"
+  loraR: 16,
+  loraTargets: "all-linear",
   fitMode: "train",
   view: "table", // or "graph"
 };
@@ -88,6 +91,9 @@ const URL_STATE = {
   gpus: { param: "g", type: "int", fallback: 1 },
   sharding: { param: "sh", fallback: "fsdp" },
   newTokens: { param: "nt", type: "int", fallback: 128 },
+  tuning: { param: "ft", fallback: "full" },
+  loraR: { param: "r", type: "int", fallback: 16 },
+  loraTargets: { param: "lt", fallback: "all-linear" },
   view: { param: "v", fallback: "table" },
 };
 
@@ -118,11 +124,49 @@ function selection() {
 
 function memoryBody() {
   const { dtype, ...rest } = selection();
-  return { ...rest, precision: state.precision };
+  return { ...rest, precision: state.precision, ...(state.tuning === "qlora" ? { quantization: { method: "nf4" } } : {}) };
+}
+
+function adapter() {
+  if (state.tuning === "full") return null;
+  const names = state.loraTargets.split(/[\s,]+/).filter(Boolean);
+  const targets = !names.length || names.includes("all-linear") ? "all-linear" : names;
+  return { kind: "lora", r: state.loraR, alpha: 2 * state.loraR, target_modules: targets };
 }
 
 function trainingOptions() {
-  return { checkpointing: state.checkpointing, gpus: state.gpus, ...(state.gpus > 1 ? { sharding: state.sharding } : {}) };
+  const tuned = adapter();
+  return {
+    checkpointing: state.checkpointing,
+    gpus: state.gpus,
+    ...(state.gpus > 1 ? { sharding: state.sharding } : {}),
+    ...(tuned ? { adapter: tuned } : {}),
+  };
+}
+
+async function planServing() {
+  const gpu = $("serving-gpu").value;
+  const total = Math.max(2, Number.parseInt($("serving-tokens").value, 10) || 4096);
+  const precision = ["fp32", "bf16", "fp16"].includes(state.precision) ? state.precision : "bf16";
+  const body = {
+    architecture: state.arch,
+    config: state.config,
+    precision,
+    gpu,
+    gpu_memory_utilization: Number($("serving-utilization").value) || 0.9,
+    prompt_tokens: Math.ceil(total / 2),
+    output_tokens: Math.floor(total / 2),
+    ...(state.tuning === "qlora" ? { quantization: { method: "nf4" } } : {}),
+  };
+  const out = $("serving-result");
+  try {
+    const r = await post("/api/serving", body, { busyText: `Planning serving on ${gpu}…` });
+    out.classList.remove("muted");
+    out.innerHTML = `<strong>${count(r.kv_tokens)} tokens</strong> of KV cache (${count(r.kv_blocks)} blocks of ${r.block_size}): <strong>${count(r.max_concurrent_requests)} concurrent ${count(r.tokens_per_request)}-token requests</strong> on ${escapeHtml(gpu)} at ${Math.round(r.gpu_memory_utilization * 100)}% (weights ${bytes(r.weight_bytes)}, prefill activations ${bytes(r.activation_peak_bytes)}, KV ${bytes(r.kv_bytes_per_token)} per token). Estimated time to first token ${(r.ttft_seconds * 1e3).toFixed(0)} ms, per output token ${(r.tpot_seconds * 1e3).toFixed(1)} ms (a roofline: ${escapeHtml(r.assumptions.join("; "))}).`;
+  } catch (error) {
+    out.classList.add("muted");
+    out.textContent = error.message || String(error);
+  }
 }
 
 // What is on screen answers the previous request until the new answer arrives: dim it, so it cannot pass for
@@ -181,7 +225,12 @@ function renderGeneration() {
 }
 
 async function gpus() {
-  if (!gpuCatalog) gpuCatalog = (await get("/api/gpus")).gpus;
+  if (!gpuCatalog) {
+    gpuCatalog = (await get("/api/gpus")).gpus;
+    $("serving-gpu").innerHTML = gpuCatalog
+      .map((g) => `<option value="${escapeHtml(g.id)}"${g.id === "h100-80gb" ? " selected" : ""}>${escapeHtml(g.name)}</option>`)
+      .join("");
+  }
   return gpuCatalog;
 }
 
@@ -577,6 +626,19 @@ function bindControls() {
       renderFits();
     }
   });
+  $("tuning").addEventListener("change", () => {
+    state.tuning = $("tuning").value;
+    refresh();
+  });
+  $("lora-r").addEventListener("input", () => {
+    state.loraR = Math.max(1, Number.parseInt($("lora-r").value, 10) || 1);
+    later();
+  });
+  $("lora-targets").addEventListener("input", () => {
+    state.loraTargets = $("lora-targets").value.trim() || "all-linear";
+    later();
+  });
+  $("serving-run").addEventListener("click", planServing);
   $("checkpointing").addEventListener("change", () => {
     state.checkpointing = $("checkpointing").checked;
     refresh();
@@ -638,6 +700,9 @@ function init() {
   $("optimizer").value = state.optimizer;
   $("precision").value = state.precision;
   $("checkpointing").checked = state.checkpointing;
+  $("tuning").value = state.tuning;
+  $("lora-r").value = state.loraR;
+  $("lora-targets").value = state.loraTargets;
   $("gpus").value = String(state.gpus);
   $("sharding").value = state.sharding;
   $("sharding").disabled = state.gpus === 1;

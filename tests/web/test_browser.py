@@ -285,6 +285,31 @@ def test_fits_on_panel_and_the_largest_batch(page, output_dir) -> None:
     page.screenshot(path=str(output_dir / "fits.png"), full_page=True)
 
 
+def test_fine_tuning_with_lora_and_planning_serving(page, output_dir) -> None:
+    """GPT-2: LoRA on the attention projections lowers the training tile below full fine-tuning; the serving
+    panel plans a T4's KV cache."""
+    page.goto("/?a=gpt&p=bf16&nt=16")
+    wait_idle(page)
+    training = page.locator("#tile-training [data-value]")
+    expect_text(training, "B")
+    full = training.text_content()
+    with page.expect_response(
+        lambda r: "/api/memory/optimizers" in r.url and b'"adapter"' in r.request.post_data_buffer
+    ):
+        page.locator("#lora-targets").fill("q_proj,v_proj")
+        page.locator("#tuning").select_option("lora")
+    wait_idle(page)
+    page.wait_for_function(
+        "(full) => document.querySelector('#tile-training [data-value]').textContent !== full", arg=full
+    )
+    assert "ft=lora" in page.url
+    page.locator("#serving-gpu").select_option("t4-16gb")
+    page.locator("#serving-tokens").fill("1024")
+    page.locator("#serving-run").click()
+    expect_text(page.locator("#serving-result"), "concurrent 1,024-token requests")
+    page.screenshot(path=str(output_dir / "fine-tuning-serving.png"), full_page=True)
+
+
 def test_graph_shows_resnets_residual_joins_and_selects_with_the_table(page, output_dir) -> None:
     page.goto("/?a=resnet&v=graph")
     view = page.locator("#graph-view")
