@@ -25,8 +25,8 @@ import models  # noqa: E402
 from app.engine.live.activations import run_and_capture  # noqa: E402
 from app.engine.live.images import decode_image, digit_input, photo_input  # noqa: E402
 from app.engine.live.weights import load_into  # noqa: E402
-from models.bundled import bundled_for  # noqa: E402
 from app.engine.memory import estimate_memory  # noqa: E402
+from models.bundled import bundled_for  # noqa: E402
 
 MEMORY_CASES = [
     ("resnet", {"depth": 18}, None, 32, "train", "adam", "fp32"),
