@@ -56,6 +56,8 @@ def _hf(kind: str) -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
+    if kind == "llama-tp":  # four KV heads, so that 4 ranks split them evenly
+        return LlamaForCausalLM(LlamaConfig(**{**LLAMA, "num_key_value_heads": 4})).eval()
     model = LlamaForCausalLM(LlamaConfig(**LLAMA)) if kind == "llama" else GPT2LMHeadModel(GPT2Config(**GPT2))
     return model.eval()
 
@@ -210,21 +212,26 @@ def _rank(rank: int, world: int, port: int, sharding: str, model_kind: str, batc
 
     import models
     from app.engine.choices import OPTIMIZERS
-    from app.engine.memory import storage_bytes
-    from app.engine.memory.generation import repeated_blocks
+    from app.engine.memory.checkpointing import repeated_blocks
+    from app.engine.memory.runner import storage_bytes
+    from app.engine.tracing.torch_internals import parallelize
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(1)  # the same batch on every rank (tensor parallelism needs it)
     tokens = torch.randint(3, 2048, (batch, 128))
     targets = torch.randint(3, 2048, (batch, 128))
     baseline = storage_bytes([tokens, targets])
     # Everything else is made inside the profile, so each block's allocation and free are both seen.
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, record_function("setup"):
         torch.manual_seed(0)
-        model = models.build_model("gpt", SMALL_GPT) if model_kind == "gpt" else _hf("llama").train()
+        model = models.build_model("gpt", SMALL_GPT) if model_kind == "gpt" else _hf(model_kind).train()
         model.train()
         if sharding == "ddp":
             model = DistributedDataParallel(model)
+        elif sharding == "tp":
+            mesh = torch.distributed.device_mesh.init_device_mesh("cpu", (world,))
+            parallelize(model.base_model, mesh, model.config.base_model_tp_plan)
         else:
             mesh = torch.distributed.device_mesh.init_device_mesh("cpu", (world,))
             for block in repeated_blocks(model):
@@ -290,9 +297,42 @@ def sharding_rows() -> list[list[str]]:
     return rows
 
 
+def tensor_parallel_rows() -> list[list[str]]:
+    """DTensor tensor parallelism (the config's own plan) over 2 and 4 gloo processes: every rank's peak."""
+    import torch.multiprocessing as mp
+
+    from app.engine import estimate_memory
+
+    rows = []
+    for world in (2, 4):
+        batch = 4
+        with tempfile.TemporaryDirectory() as out:
+            mp.spawn(_rank, args=(world, _free_port(), "tp", "llama-tp", batch, out), nprocs=world)
+            peaks = [json.loads(Path(out, f"rank{r}.json").read_text())["peak"] for r in range(world)]
+        torch.manual_seed(1)
+        ids = torch.randint(3, 2048, (batch, 128))
+        report = estimate_memory(_hf("llama-tp"), input_data={"input_ids": ids}, optimizer="adamw", tp=world)
+        worst = max(peaks, key=lambda p: abs(p - report.peak_bytes))
+        rows.append(
+            [
+                "tensor parallel",
+                f"Llama-style (HF, 4 blocks, 4 KV heads), tp={world}, batch {batch} per group",
+                "fp32",
+                f"{report.peak_bytes / 2**20:,.2f}",
+                f"{worst / 2**20:,.2f}",
+                _error(report.peak_bytes, worst),
+                "ranks: "
+                + ", ".join(f"{p / 2**20:,.2f}" for p in peaks)
+                + " MiB (the rank farthest from the estimate)",
+            ]
+        )
+        print(f"  tensor parallel {world}: done", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["generation", "checkpointing", "sharding"])
+    parser.add_argument("--only", choices=["generation", "checkpointing", "sharding", "tp"])
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []
@@ -302,6 +342,8 @@ def main() -> None:
         rows += checkpointing_rows()
     if args.only in (None, "sharding"):
         rows += sharding_rows()
+    if args.only in (None, "tp"):
+        rows += tensor_parallel_rows()
     print(f"Machine: {machine()}; real runs on the CPU\n")
     headers = ["What", "Case", "Precision", "Estimate MiB", "Measured MiB", "Error", "Notes"]
     print(markdown_table(headers, rows))

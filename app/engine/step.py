@@ -104,6 +104,9 @@ class StepSetup(BaseModel):
         1, ge=1, le=MAX_GPUS, description="Devices of a data-parallel training step; batch_size is then per device."
     )
     sharding: ShardingName = Field("fsdp", description="With gpus > 1: ddp, zero2 or fsdp (GET /api/choices).")
+    tp: int = Field(
+        1, ge=1, le=64, description="Tensor-parallel GPUs (Megatron column/row split, the model's own plan)."
+    )
     quantization: Quantization | None = Field(
         None,
         description="Store the base's linear weights quantized (nf4, fp4, int8, fp8, gptq, awq, compressed-tensors), "
@@ -163,6 +166,18 @@ class Step(StepFields):
                 "parallelism: size one device's share with mode inference or generate",
                 "gpus",
             )
+        if self.tp > 1 and self.gpus > 1:
+            raise InputError(
+                f"tp={self.tp} with gpus={self.gpus} (2-D: tensor parallel inside data parallel) is not sized yet: "
+                "size one tensor-parallel group with gpus 1",
+                "tp",
+            )
+        if self.tp > 1 and self.generates:
+            raise InputError(
+                "tensor-parallel generation is not sized yet: size the prompt's forward (mode inference)", "tp"
+            )
+        if self.tp > 1 and (self.quantization is not None or self.adapter is not None):
+            raise InputError("tensor parallelism with quantized weights or an adapter is not sized yet", "tp")
 
     @property
     def precision_choice(self) -> PrecisionChoice:
@@ -209,6 +224,8 @@ class Step(StepFields):
                 values.update(gpus=self.gpus, sharding=self.sharding)
         if self.generates:
             values["new_tokens"] = self.new_tokens
+        if self.tp > 1:
+            values["tp"] = self.tp
         if self.adapter is not None:
             values["adapter"] = self.adapter.model_dump(mode="json")
         if self.quantization is not None:

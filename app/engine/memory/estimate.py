@@ -29,6 +29,7 @@ from .quantization import from_quantization_config
 from .report import MemoryReport
 from .runner import StepCase
 from .sharding import estimate_sharded
+from .tensor_parallel import estimate_tensor_parallel
 
 
 def estimate_memory(
@@ -119,6 +120,8 @@ def estimate_case(
 
 
 def _estimate_any(case: StepCase) -> MemoryReport:
+    if case.step.tp > 1:
+        return estimate_tensor_parallel(case)
     return estimate_sharded(case) if case.step.sharded else estimate_one_device(case)
 
 

@@ -104,6 +104,7 @@ class MemoryReport(BaseModel):
     )
     gpus: int = Field(1, description="Devices the step runs on; peak_bytes is then per device (the largest rank's).")
     sharding: ShardingName | None = Field(None, description="How the devices share the model (gpus > 1).")
+    tp: int = Field(1, description="Tensor-parallel GPUs; peak_bytes is then each rank's (all hold equal shards).")
     adapter: dict[str, Any] | None = Field(None, description="The LoRA or DoRA adapter fine-tuned, when one is.")
     quantization: dict[str, Any] | None = Field(None, description="How the base's linear weights are stored.")
     quantized_weight_bytes: int | None = Field(

@@ -105,6 +105,7 @@ class StepCase:
             "checkpointing": step.checkpointing,
             "gpus": step.gpus,
             "sharding": step.sharding if step.sharded else None,
+            "tp": step.tp,
             "adapter": step.adapter.model_dump(mode="json") if step.adapter is not None else None,
             "quantization": step.quantization.model_dump(mode="json") if step.quantization is not None else None,
         }

@@ -551,6 +551,15 @@ def fake_process_group(world_size: int, device_type: str = "cpu") -> Iterator[An
         dist.destroy_process_group()
 
 
+def parallelize(module: nn.Module, mesh: Any, plan: dict[str, str]) -> nn.Module:
+    """``parallelize_module`` with a Hugging Face plan's styles ("colwise", "rowwise") as PyTorch's classes; a
+    column split's output stays local (each rank's heads), a row split's is all-reduced."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
+    return parallelize_module(module, mesh, {name: styles[style]() for name, style in plan.items()})
+
+
 def fully_shard(module: nn.Module, **kwargs: Any) -> Any:
     from torch.distributed.fsdp import fully_shard as shard
 

@@ -250,3 +250,22 @@ def test_serving_capacity_is_the_paged_layout_s_arithmetic() -> None:
         "huggingface", {"preset": "llama-3.1-8b"}, gpu="h100-80gb", precision="bf16", kv_cache_dtype="fp8"
     )
     assert fp8.kv_bytes_per_token * 2 == report.kv_bytes_per_token and fp8.kv_tokens >= 2 * report.kv_tokens - 16
+
+
+def test_tensor_parallel_rank_holds_its_share_of_every_split_weight() -> None:
+    """A tiny Llama over 2 ranks: each holds half of every attention and MLP projection and the whole embedding,
+    norms and head (counted from the config, not the engine); layouts that do not divide are refused by name."""
+    hf = {**tiny_models.LLAMA["hf_config"], "num_key_value_heads": 4}
+    config = {"hf_config": hf}
+    report = estimate_memory("huggingface", config, input_size=(32,), batch_size=2, optimizer="adamw", tp=2)
+    hidden, inter, vocab, layers = hf["hidden_size"], hf["intermediate_size"], hf["vocab_size"], hf["num_hidden_layers"]
+    kv = 4 * hidden // hf["num_attention_heads"]
+    split = layers * (2 * hidden * hidden + 2 * kv * hidden + 3 * hidden * inter)
+    whole = 2 * vocab * hidden + (2 * layers + 1) * hidden
+    assert report.breakdown.weights == 4 * (split // 2 + whole) and report.tp == 2
+    assert report.breakdown.optimizer_state >= 2 * report.breakdown.weights
+    with pytest.raises(InputError, match="num_attention_heads=4") as caught:
+        estimate_memory("huggingface", config, input_size=(32,), tp=8)
+    assert caught.value.field == "tp"
+    with pytest.raises(InputError, match="base_model_tp_plan"):
+        estimate_memory("huggingface", tiny_models.GPT2, input_size=(32,), tp=2)
