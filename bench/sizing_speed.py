@@ -85,7 +85,21 @@ def _optimizers_reference() -> str:
         return _optimizers()
 
 
+def _explorer_tiles() -> str:
+    """What the explorer asks for the Llama preset: the inference peak, a training step per optimizer (the
+    "Fits on" panel) and a generation of 128 tokens (the generation tile)."""
+    from app.engine import estimate_memory
+    from app.engine.choices import OPTIMIZERS
+
+    estimate_memory(*LLAMA, mode="inference", precision="bf16")
+    for name in OPTIMIZERS:
+        estimate_memory(*LLAMA, optimizer=name, precision="bf16")
+    report = estimate_memory(*LLAMA, mode="generate", new_tokens=128, precision="bf16")
+    return f"{len(OPTIMIZERS)} optimizers; generation peak {report.peak_bytes:,} B"
+
+
 CASES = {
+    "explorer's Fits-on panel and generation tile (Llama preset)": _explorer_tiles,
     "generate 4,096 new tokens (b8, prompt 1,024)": lambda: _generate(4096),
     "generate 32,768 new tokens (b8, prompt 1,024)": lambda: _generate(32768),
     "generate 64 new tokens (b8, prompt 1,024)": lambda: _generate(64),

@@ -35,7 +35,7 @@ def no_server_error_but_a_deadline(ctx, response, case) -> None:
 # Sizing a model (memory of every optimizer, the largest batch or context, a step's time, comparisons) traces it
 # several times per request: fewer generated cases; the coverage phase's boundary cases (the largest batch, 1,024
 # GPUs) are kept, and must answer within the client's timeout like the rest.
-COSTLY = r"^/api/(max-batch|max-context|step-time|memory|compare)"
+COSTLY = r"^/api/(max-batch|max-context|serving|step-time|memory|compare)"
 
 
 def call_in_time(case) -> None:
