@@ -162,8 +162,8 @@ class Step(StepFields):
             raise InputError("checkpointing applies to training steps (it recomputes in backward)", "checkpointing")
         if self.gpus > 1 and self.mode != "train":
             raise InputError(
-                "gpus > 1 sizes data-parallel training (DDP, ZeRO-2, FSDP); serving across devices needs tensor "
-                "parallelism: size one device's share with mode inference or generate",
+                "gpus > 1 sizes data-parallel training (DDP, ZeRO-2, FSDP); a forward across devices is tensor "
+                "parallel: give tp instead",
                 "gpus",
             )
         if self.tp > 1 and self.gpus > 1:

@@ -122,7 +122,7 @@ def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, ch
 
 
 def test_gpus_are_for_training() -> None:
-    with pytest.raises(InputError, match="tensor parallelism"):
+    with pytest.raises(InputError, match="tensor parallel: give tp"):
         estimate_memory("gpt", {"preset": "nano"}, mode="inference", gpus=2)
 
 
