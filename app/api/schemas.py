@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from ..engine.choices import DTypeName, InputDTypeName
+from ..engine.choices import DTypeName, InputDTypeName, PrecisionName
 from ..engine.gpus import DEFAULT_GPU, GPUS
 from ..engine.live.runs import MAX_LAYERS
 from ..engine.step import Quantization, StepFields, StepSetup
@@ -129,7 +129,7 @@ class ServingRequest(BaseModel):
 
     architecture: str = Field(description="A name from GET /api/architectures.", max_length=64)
     config: dict[str, Any] | None = Field(None, description="Config fields; 'preset' picks a preset.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("bf16", description="Weights' and the KV cache's dtype.")
+    precision: PrecisionName = Field("bf16", description="Weights' and the KV cache's precision.")  # type: ignore[valid-type]
     quantization: Quantization | None = Field(None, description=StepSetup.model_fields["quantization"].description)
     gpu: GpuName = Field(DEFAULT_GPU, description="A GPU from GET /api/gpus.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of the GPU's memory vLLM takes.")
@@ -156,7 +156,10 @@ class MemoryOverview(BaseModel):
 
     kind: Literal["memory-overview"] = "memory-overview"
     inference: dict[str, Any] = Field(description="The inference MemoryReport.")
-    training: dict[str, dict[str, Any]] = Field(description="Optimizer id -> its training MemoryReport.")
+    training: dict[str, dict[str, Any]] = Field(
+        description="Optimizer id -> its training MemoryReport, or {kind: 'refused', optimizer, detail} for an "
+        "optimizer the request's layout cannot run (Adafactor on FSDP2's shards)."
+    )
 
 
 class CompareRequest(StepFields):

@@ -248,10 +248,18 @@ class ReportService:
     async def memory_overview(self, request: MemoryOverviewRequest, work: Work) -> bytes:
         """Inference and a training step per optimizer, as one JSON body (each report from the cache when there)."""
         inference = self.step(request, mode="inference", checkpointing=False, gpus=1)
-        steps = {"inference": inference, **{name: self.step(request, optimizer=name) for name in OPTIMIZERS}}
+        steps: dict[str, Step] = {"inference": inference}
+        refused: dict[str, bytes] = {}  # an optimizer the request's layout cannot run: said so in its place
+        for name in OPTIMIZERS:
+            try:
+                steps[name] = self.step(request, optimizer=name)
+            except InputError as error:
+                refused[name] = json.dumps({"kind": "refused", "optimizer": name, "detail": str(error)}).encode()
         jobs = {name: self._memory_job(self.selection(request, step), step) for name, step in steps.items()}
         done = await self._batch({key: ("memory", job) for key, job in jobs.values()}, work)
-        training = b",".join(f'"{name}":'.encode() + done[jobs[name][0]] for name in OPTIMIZERS)
+        training = b",".join(
+            f'"{name}":'.encode() + (refused[name] if name in refused else done[jobs[name][0]]) for name in OPTIMIZERS
+        )
         body = (
             b'{"kind":"memory-overview","inference":' + done[jobs["inference"][0]] + b',"training":{' + training + b"}}"
         )

@@ -66,12 +66,19 @@ class OptimizerChoice:
     factory: type[torch.optim.Optimizer]
     kwargs: dict[str, Any] = field(default_factory=dict)
     state_copies: int = 0  # for the textbook formula: Adam keeps 2 (two moments), momentum 1, SGD 0
+    not_on_shards: str | None = None  # why it cannot step FSDP2's sharded parameters (ZeRO-2, FSDP), if it cannot
 
     def build(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return self.factory(params, **self.kwargs)
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.name, "label": self.label, "short": self.short, "state_copies": self.state_copies}
+        return {
+            "id": self.name,
+            "label": self.label,
+            "short": self.short,
+            "state_copies": self.state_copies,
+            "on_shards": self.not_on_shards is None,
+        }
 
 
 OPTIMIZERS: dict[str, OptimizerChoice] = {
@@ -89,7 +96,16 @@ OPTIMIZERS: dict[str, OptimizerChoice] = {
         OptimizerChoice(
             "paged-adamw-8bit", "Paged AdamW 8-bit (bitsandbytes)", "Paged 8-bit", PagedAdamW8bitLayout, {"lr": 1e-3}, 2
         ),
-        OptimizerChoice("adafactor", "Adafactor", "Adafactor", torch.optim.Adafactor, {"lr": 1e-2}, 0),
+        OptimizerChoice(
+            "adafactor",
+            "Adafactor",
+            "Adafactor",
+            torch.optim.Adafactor,
+            {"lr": 1e-2},
+            0,
+            not_on_shards="torch's Adafactor squares a norm in place (pow_), which DTensor cannot do on a shard's "
+            "partial norm: it does not step FSDP2's sharded parameters (ZeRO-2, FSDP); DDP keeps whole parameters",
+        ),
     )
 }
 DEFAULT_OPTIMIZER = "adam"

@@ -26,6 +26,7 @@ from .choices import (
     DEFAULT_OPTIMIZER,
     MAX_GPUS,
     MAX_NEW_TOKENS,
+    OPTIMIZERS,
     DTypeName,
     Mode,
     OptimizerName,
@@ -166,6 +167,9 @@ class Step(StepFields):
                 "parallel: give tp instead",
                 "gpus",
             )
+        refusal = OPTIMIZERS[self.optimizer].not_on_shards
+        if self.trains and self.gpus > 1 and self.sharding != "ddp" and refusal:
+            raise InputError(f"optimizer {self.optimizer} with sharding {self.sharding}: {refusal}", "optimizer")
         if self.tp > 1 and self.gpus > 1:
             raise InputError(
                 f"tp={self.tp} with gpus={self.gpus} (2-D: tensor parallel inside data parallel) is not sized yet: "

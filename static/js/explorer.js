@@ -147,7 +147,9 @@ function trainingOptions() {
 async function planServing() {
   const gpu = $("serving-gpu").value;
   const total = Math.max(2, Number.parseInt($("serving-tokens").value, 10) || 4096);
-  const precision = ["fp32", "bf16", "fp16"].includes(state.precision) ? state.precision : "bf16";
+  // A server stores the weights in the dtype it computes in: an AMP choice serves in its autocast dtype.
+  const chosen = precisionOf(state.precision);
+  const precision = PRECISIONS.find((p) => !p.autocast && p.dtype === (chosen.autocast || chosen.dtype)).id;
   const body = {
     architecture: state.arch,
     config: state.config,
@@ -248,7 +250,7 @@ function fitKey(gpu) {
 async function renderFits() {
   const catalog = await gpus();
   const training = memory.train[state.optimizer];
-  const byGpu = (report) => new Map((report ? report.fits : []).map((f) => [f.gpu, f]));
+  const byGpu = (report) => new Map((report && report.fits ? report.fits : []).map((f) => [f.gpu, f]));
   const inference = byGpu(memory.inference);
   const train = byGpu(training);
   const gen = byGpu(generated);
@@ -341,7 +343,7 @@ async function loadGraph() {
 
 function savedByPath() {
   const report = memory.train[state.optimizer];
-  return new Map((report ? report.layers : []).map((r) => [r.path, r.saved_bytes]));
+  return new Map((report && report.layers ? report.layers : []).map((r) => [r.path, r.saved_bytes]));
 }
 
 function renderMemory() {
@@ -349,11 +351,12 @@ function renderMemory() {
   const training = memory.train[state.optimizer];
   setTile("tile-inference", bytes(inference.peak_bytes), `one forward at batch ${inference.batch_size}, ${inference.precision}`);
   const optimizer = OPTIMIZERS.find((o) => o.id === state.optimizer).label;
-  setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}`);
+  if (training.kind === "refused") setTile("tile-training", "–", training.detail);
+  else setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}`);
   table.setSaved(savedByPath());
   if (state.layer !== null) showLayer(summary.layers.find((r) => r.path === state.layer));
   renderMemoryChart();
-  renderFormula(training);
+  if (training.kind !== "refused") renderFormula(training);
 }
 
 function renderFormula(report) {
@@ -481,7 +484,7 @@ function renderCharts() {
 }
 
 function renderMemoryChart() {
-  const reports = [["Inference", memory.inference], ...OPTIMIZERS.map((o) => [`Train ${o.short}`, memory.train[o.id]])].filter(([, r]) => r);
+  const reports = [["Inference", memory.inference], ...OPTIMIZERS.map((o) => [`Train ${o.short}`, memory.train[o.id]])].filter(([, r]) => r && r.kind !== "refused");
   const labels = reports.map(([label]) => label);
   const traces = PARTS.map((part, i) => ({
     type: "bar",

@@ -554,9 +554,12 @@ def test_a_long_request_shows_its_progress(page) -> None:
                  {busyText: "Estimating memory…"}).finally(() => { window.__done = true; });
         })"""
     )
-    # Five estimates of ViT-H/14 take many seconds: the stage ("memory reports 2 of 5 done") and the time show.
+    # Inference and a step per optimizer on ViT-H/14 take many seconds: the stage ("memory reports 2 of 8 done",
+    # one per optimizer and the inference) and the time show.
+    reports = 1 + len(page.evaluate("() => fetch('/api/choices').then((r) => r.json())")["optimizers"])
     page.wait_for_function(
-        "/reports [0-9] of 5 done, [0-9.]+ s\\)/.test(document.getElementById('busy-text').textContent)", timeout=60_000
+        f"/reports [0-9] of {reports} done, [0-9.]+ s\\)/.test(document.getElementById('busy-text').textContent)",
+        timeout=60_000,
     )
     assert page.evaluate("window.__done") is False
     page.wait_for_function("window.__done === true", timeout=180_000)

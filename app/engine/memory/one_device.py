@@ -364,8 +364,17 @@ def _track_step(runner: StepRunner, model: nn.Module, every_step: bool = False, 
             frozen=tracker.frozen,
             on_skip=lambda steps: setattr(runner, "decode_steps", runner.decode_steps + steps),
         )
+    step_flops: list[int] = []  # the count as the optimizer's phase begins: the step's FLOPs leave its update out
+
+    def set_phase(phase: str) -> None:
+        if phase == "optimizer":
+            step_flops.append(counter.total)
+        tracker.set_phase(phase)
+
     with failures_translated(tracer, model, where), tracer.attached(), ledger.recording(), tracker, counter, hidden:
-        runner.run(tracker.set_phase)
+        runner.run(set_phase)
+    if step_flops:
+        counter.total = step_flops[0]
     if runner.traced is not None:  # what the skipped steps add: their FLOPs and their layers' outputs
         added = runner.traced.steps.skipped()
         counter.total += added.pop("flops", 0)

@@ -47,7 +47,8 @@ def meta_copy(module: nn.Module) -> nn.Module:
     for tensor in [*module.parameters(), *module.buffers()]:
         if id(tensor) in memo:
             continue
-        empty = torch.empty_like(tensor, device="meta")
+        # Not empty_like: a fake tensor's like is fake, and a model estimated in place holds fake tensors.
+        empty = torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
         if isinstance(tensor, nn.Parameter):
             empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
         memo[id(tensor)] = empty

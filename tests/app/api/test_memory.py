@@ -80,3 +80,14 @@ def test_bad_memory_fields(client, body: dict, field: str) -> None:
 def test_memory_csv(client) -> None:
     response = client.post("/api/memory?format=csv", json={"architecture": "lenet5"})
     assert response.text.startswith("path,type,saved_bytes,output_bytes")
+
+
+def test_optimizer_overview_over_fsdp_says_which_optimizer_cannot_run(client) -> None:
+    """Every optimizer's training step over 2 GPUs with FSDP; Adafactor, which cannot step FSDP2's shards, is
+    refused in its place, and the others still come."""
+    body = {"architecture": "mlp", "input": {"batch_size": 2}, "gpus": 2, "sharding": "fsdp"}
+    response = client.post("/api/memory/optimizers", json=body)
+    assert response.status_code == 200, response.text
+    training = response.json()["training"]
+    assert training["adafactor"]["kind"] == "refused" and "FSDP2" in training["adafactor"]["detail"]
+    assert training["adamw"]["gpus"] == 2 and training["adamw"]["peak_bytes"] > training["sgd"]["peak_bytes"]

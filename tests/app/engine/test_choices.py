@@ -48,5 +48,8 @@ def test_described_choices_follow_the_tables() -> None:
         "sgd-momentum": 1,
         "adam": 2,
         "adamw": 2,
+        "adamw-8bit": 2,  # two moments, at one byte each: the textbook formula counts copies, the trace bytes
+        "paged-adamw-8bit": 2,
+        "adafactor": 0,  # factored: row and column sums, not a parameter-sized copy
     }
     assert OPTIMIZERS["sgd-momentum"].build([torch.nn.Parameter(torch.zeros(1))]).defaults["momentum"] == 0.9

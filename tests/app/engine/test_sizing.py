@@ -121,6 +121,35 @@ def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, ch
     assert fast.peak_without_checkpointing_bytes == whole.peak_without_checkpointing_bytes
 
 
+def test_ddp_after_a_one_device_estimate_of_the_same_model() -> None:
+    """DDP copies the model after the one-device estimate has traced the engine's own build in place (on fake
+    tensors): the copy is on meta again, and the buckets are one gradient per trainable parameter."""
+    from app.engine.memory.one_device import _PASSES
+    from app.engine.memory.runner import meta_copy
+    from app.engine.tracing.torch_internals import fake_mode
+
+    _PASSES.clear()  # a cold cache: the one-device estimate traces the selection's own module
+    report = estimate_memory("mlp", None, batch_size=2, optimizer="sgd", gpus=2, sharding="ddp")
+    single = estimate_memory("mlp", None, batch_size=2, optimizer="sgd")
+    weights = sum(p.numel() for p in __import__("models").build_model("mlp", None).parameters()) * 4
+    assert report.peak_bytes == single.peak_bytes + weights
+    with fake_mode():
+        faked = torch.nn.Linear(3, 2)
+    copy = meta_copy(faked).to(torch.bfloat16)
+    assert copy.weight.device.type == "meta" and copy.weight.dtype == torch.bfloat16
+
+
+def test_adafactor_is_refused_on_fsdp2_shards_and_runs_under_ddp() -> None:
+    """torch's Adafactor cannot step a DTensor shard (pow_ on a partial norm): refused naming the optimizer, where
+    a real FSDP2 run would fail too; DDP keeps whole parameters and sizes it."""
+    for sharding in ("fsdp", "zero2"):
+        with pytest.raises(InputError, match="adafactor with sharding") as refused:
+            estimate_memory("mlp", None, batch_size=2, optimizer="adafactor", gpus=2, sharding=sharding)
+        assert refused.value.field == "optimizer"
+    ddp = estimate_memory("mlp", None, batch_size=2, optimizer="adafactor", gpus=2, sharding="ddp")
+    assert ddp.breakdown.optimizer_state > 0
+
+
 def test_gpus_are_for_training() -> None:
     with pytest.raises(InputError, match="tensor parallel: give tp"):
         estimate_memory("gpt", {"preset": "nano"}, mode="inference", gpus=2)
