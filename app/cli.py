@@ -7,6 +7,7 @@
     layerscope memory gpt --preset gpt2 --batch 8 --optimizer adamw --precision amp-bf16
     layerscope summary huggingface --preset llama-3.1-8b --input-size 4096
     layerscope memory huggingface --hf-config path/to/config.json --precision bf16
+    layerscope recipes qlora-llama-3.1-8b
     layerscope features alexnet --sample cat --out maps/
     layerscope attention gpt --preset nano --weights trained --text "Attention is all you need."
     layerscope serve --port 8000
@@ -201,6 +202,30 @@ def cmd_memory(args: argparse.Namespace) -> int:
     elif args.csv:
         sys.stdout.write(memory_csv(report))
     else:
+        print(memory_table(report))
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """The fine-tuning recipes, or one of them estimated."""
+    from .engine.recipes import RECIPES, get_recipe
+
+    if args.name is None:
+        rows = [[r.name, r.label, f"{r.batch_size} x {r.tokens:,} tokens"] for r in RECIPES.values()]
+        print(simple_table(["recipe", "setup", "batch"], rows))
+        return 0
+    recipe = get_recipe(args.name)
+    report = estimate_memory(
+        recipe.architecture,
+        dict(recipe.config),
+        input_size=(recipe.tokens,),
+        batch_size=recipe.batch_size,
+        step=recipe.checked_step(),
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(f"{recipe.label}: {recipe.source}")
         print(memory_table(report))
     return 0
 
@@ -470,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="the full report as JSON")
     out.add_argument("--csv", action="store_true", help="the per-layer rows as CSV")
     memory.set_defaults(run=cmd_memory)
+
+    recipes = commands.add_parser("recipes", help="fine-tuning recipes (QLoRA, LoRA, 8-bit AdamW); one estimated")
+    recipes.add_argument("name", nargs="?", help="a recipe to estimate (without it: the list)")
+    recipes.add_argument("--json", action="store_true", help="the recipe's memory report as JSON")
+    recipes.set_defaults(run=cmd_recipes)
 
     fitting = commands.add_parser("max-batch", help="the largest batch whose peak fits a GPU")
     _selection_args(fitting)

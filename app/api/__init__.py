@@ -15,6 +15,7 @@ from .routers import (
     layer_types,
     memory,
     progress,
+    recipes,
     samples,
     summary,
 )
@@ -29,6 +30,7 @@ for module in (
     summary,
     graph,
     memory,
+    recipes,
     gpus,
     compare,
     samples,

@@ -7,7 +7,7 @@ import { approx, bytes, count, escapeHtml, flops, shape } from "./format.js";
 import { SchemaForm } from "./form.js";
 import { GraphView } from "./graph.js";
 import { LayerTable } from "./table.js";
-import { readUrlState, writeUrlState } from "./urlstate.js";
+import { readUrlState, urlQuery, writeUrlState } from "./urlstate.js";
 
 const $ = (id) => document.getElementById(id);
 const CHOICES = facts().choices;
@@ -30,6 +30,7 @@ const state = {
   tuning: "full", // or "lora", "qlora"
   loraR: 16,
   loraTargets: "all-linear",
+  loraDropout: 0,
   fitMode: "train",
   view: "table", // or "graph"
 };
@@ -94,6 +95,7 @@ const URL_STATE = {
   tuning: { param: "ft", fallback: "full" },
   loraR: { param: "r", type: "int", fallback: 16 },
   loraTargets: { param: "lt", fallback: "all-linear" },
+  loraDropout: { param: "ld", type: "float", fallback: 0 },
   view: { param: "v", fallback: "table" },
 };
 
@@ -131,7 +133,7 @@ function adapter() {
   if (state.tuning === "full") return null;
   const names = state.loraTargets.split(/[\s,]+/).filter(Boolean);
   const targets = !names.length || names.includes("all-linear") ? "all-linear" : names;
-  return { kind: "lora", r: state.loraR, alpha: 2 * state.loraR, target_modules: targets };
+  return { kind: "lora", r: state.loraR, alpha: 2 * state.loraR, target_modules: targets, dropout: state.loraDropout };
 }
 
 function trainingOptions() {
@@ -142,6 +144,46 @@ function trainingOptions() {
     ...(state.gpus > 1 ? { sharding: state.sharding } : {}),
     ...(tuned ? { adapter: tuned } : {}),
   };
+}
+
+// ---------------------------------------------------------------- fine-tuning recipes (GET /api/recipes)
+
+let recipes = [];
+
+async function loadRecipes() {
+  try {
+    recipes = (await get("/api/recipes")).recipes;
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  for (const recipe of recipes) $("recipe").add(new Option(recipe.label, recipe.id));
+}
+
+/** Open a recipe: its request (a POST /api/memory body) becomes the page's state, as a link would carry it. */
+function openRecipe(id) {
+  const recipe = recipes.find((r) => r.id === id);
+  if (!recipe) return;
+  const request = recipe.request;
+  const adapter = request.adapter;
+  const targets = adapter && Array.isArray(adapter.target_modules) ? adapter.target_modules.join(",") : "all-linear";
+  const next = {
+    ...state,
+    arch: request.architecture,
+    config: request.config,
+    batch: request.input.batch_size,
+    shape: (request.input.shape || []).join(", "),
+    optimizer: request.optimizer,
+    precision: request.precision,
+    checkpointing: Boolean(request.checkpointing),
+    gpus: 1,
+    layer: null,
+    tuning: !adapter ? "full" : request.quantization ? "qlora" : "lora",
+    loraR: adapter ? adapter.r : 16,
+    loraTargets: targets,
+    loraDropout: adapter ? adapter.dropout || 0 : 0,
+  };
+  location.assign(`${location.pathname}?${urlQuery(URL_STATE, next)}`);
 }
 
 async function planServing() {
@@ -641,6 +683,12 @@ function bindControls() {
     state.loraTargets = $("lora-targets").value.trim() || "all-linear";
     later();
   });
+  $("lora-dropout").addEventListener("input", () => {
+    const value = Number.parseFloat($("lora-dropout").value);
+    state.loraDropout = Number.isFinite(value) && value >= 0 && value < 1 ? value : 0;
+    later();
+  });
+  $("recipe").addEventListener("change", () => openRecipe($("recipe").value));
   $("serving-run").addEventListener("click", planServing);
   $("checkpointing").addEventListener("change", () => {
     state.checkpointing = $("checkpointing").checked;
@@ -706,6 +754,8 @@ function init() {
   $("tuning").value = state.tuning;
   $("lora-r").value = state.loraR;
   $("lora-targets").value = state.loraTargets;
+  $("lora-dropout").value = String(state.loraDropout);
+  loadRecipes();
   $("gpus").value = String(state.gpus);
   $("sharding").value = state.sharding;
   $("sharding").disabled = state.gpus === 1;

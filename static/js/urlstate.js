@@ -1,10 +1,14 @@
 // A page's state in its URL, declared once: name -> { param, type, fallback }. Every page reads and writes it
 // through here, so a link reproduces what the sender saw and a value left at its default stays out of the link.
-//   type: "string" (default), "int", "bool" ("1" when true) or "json"
+//   type: "string" (default), "int", "float", "bool" ("1" when true) or "json"
 //   fallback: the value when the URL has none (a function is called with the values read so far)
 
 function decode(raw, type) {
   if (type === "int") return Number.parseInt(raw, 10) || undefined; // 0 or not a number: the fallback
+  if (type === "float") {
+    const value = Number.parseFloat(raw);
+    return Number.isFinite(value) ? value : undefined;
+  }
   if (type === "bool") return raw === "1";
   if (type === "json") {
     try {

@@ -55,6 +55,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         ["summary", "alexnet", "--batch", "two"],
         ["memory", "alexnet", "--optimizer", "lamb"],
         ["memory", "mlp", "--precision", "bf16", "--dtype", "float16"],
+        ["recipes", "qlora-llama-9b"],
         ["frobnicate"],
     ],
 )
@@ -66,6 +67,12 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], capsys: pytest.Capture
     assert status == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("layerscope: error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_recipes_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "qlora-llama-3.1-8b" in out and "2 x 2,048 tokens" in out
 
 
 def test_parsers() -> None:

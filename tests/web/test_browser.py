@@ -310,6 +310,22 @@ def test_fine_tuning_with_lora_and_planning_serving(page, output_dir) -> None:
     page.screenshot(path=str(output_dir / "fine-tuning-serving.png"), full_page=True)
 
 
+def test_a_recipe_opens_its_whole_setup(page, output_dir) -> None:
+    """Picking the QLoRA recipe opens Llama-3.1-8B with its batch, sequence, adapter, quantization, optimizer and
+    checkpointing, and the training tile estimates that setup."""
+    page.goto("/?a=mlp")
+    wait_idle(page)
+    page.wait_for_function("document.querySelectorAll('#recipe option').length > 1")
+    page.locator("#recipe").select_option("qlora-llama-3.1-8b")
+    page.wait_for_url("**ft=qlora**")
+    for param in ("a=huggingface", "o=paged-adamw-8bit", "ck=1", "b=2", "ld=0.05", "p=bf16"):
+        assert param in page.url, (param, page.url)
+    assert page.locator("#tuning").input_value() == "qlora"
+    expect_text(page.locator("#tile-training [data-value]"), "GiB", timeout=240_000)
+    assert "paged" in page.locator("#tile-training [data-sub]").text_content().lower()
+    page.screenshot(path=str(output_dir / "recipe.png"), full_page=True)
+
+
 def test_graph_shows_resnets_residual_joins_and_selects_with_the_table(page, output_dir) -> None:
     page.goto("/?a=resnet&v=graph")
     view = page.locator("#graph-view")

@@ -91,3 +91,19 @@ def test_optimizer_overview_over_fsdp_says_which_optimizer_cannot_run(client) ->
     training = response.json()["training"]
     assert training["adafactor"]["kind"] == "refused" and "FSDP2" in training["adafactor"]["detail"]
     assert training["adamw"]["gpus"] == 2 and training["adamw"]["peak_bytes"] > training["sgd"]["peak_bytes"]
+
+
+def test_recipes_are_memory_requests_with_the_settings_they_name(client) -> None:
+    """Every recipe's request is a body POST /api/memory accepts, and holds the settings its label promises."""
+    from app.api.schemas import MemoryRequest
+
+    recipes = {r["id"]: r for r in client.get("/api/recipes").json()["recipes"]}
+    assert {"qlora-llama-3.1-8b", "lora-mistral-7b", "full-adamw-8bit-llama-3.1-8b"} <= set(recipes)
+    for recipe in recipes.values():
+        MemoryRequest.model_validate(recipe["request"])
+    qlora = recipes["qlora-llama-3.1-8b"]["request"]
+    assert qlora["quantization"] == {"method": "nf4", "double_quant": True, "block_size": 64}
+    assert qlora["adapter"]["r"] == 16 and qlora["adapter"]["target_modules"] == "all-linear"
+    assert qlora["optimizer"] == "paged-adamw-8bit" and qlora["config"] == {"preset": "llama-3.1-8b"}
+    full = recipes["full-adamw-8bit-llama-3.1-8b"]["request"]
+    assert "adapter" not in full and full["optimizer"] == "adamw-8bit"
