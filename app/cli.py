@@ -28,10 +28,9 @@ from typing import Any, NoReturn
 import models
 
 from .engine import EngineError, estimate_memory, summarize, trace_graph
-from .engine.choices import DTYPES, INPUT_DTYPES, PRECISIONS
+from .engine.choices import DTYPES, INPUT_DTYPES, KV_CACHE_DTYPES, PRECISIONS
 from .engine.errors import ConfigError, UnknownArchitectureError, UnknownPresetError
 from .engine.gpus import DEFAULT_GPU, GPUS
-from .engine.sizing.serving import KvCacheDtype
 from .engine.step import STEP_FIELDS, Adapter, Quantization, Step, StepFields
 from .engine.tracing.selection import TensorSpec, inputs_from_specs
 from .render.csv import memory_csv, summary_csv
@@ -525,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--max-num-batched-tokens", type=int, default=2048)
     serving.add_argument("--prompt-tokens", type=int, default=1024)
     serving.add_argument("--output-tokens", type=int, default=1024)
-    serving.add_argument("--kv-cache-dtype", choices=list(typing.get_args(KvCacheDtype)), default="auto")
+    serving.add_argument("--kv-cache-dtype", choices=list(KV_CACHE_DTYPES), default="auto")
     serving.add_argument("--json", action="store_true", help="the full report as JSON")
     serving.set_defaults(run=cmd_serving)
 

@@ -279,6 +279,51 @@ def inputs(
             return {"input_ids": ids(size[0])}
 
 
+EIGHT_BIT_KV = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
+
+
+def _quantize(states: torch.Tensor, scale: torch.Tensor, storage: torch.dtype) -> torch.Tensor:
+    if storage == torch.int8:
+        return torch.clamp(torch.round(states / scale), -128, 127).to(torch.int8)
+    return (states / scale).to(storage)
+
+
+@cache
+def _eight_bit_layer(base: type, storage: torch.dtype) -> type:
+    """``base`` (transformers' DynamicLayer or DynamicSlidingWindowLayer) storing keys and values as ``storage``.
+
+    One byte per element and one static scale per layer for keys and one for values (float32 scalars, 1.0 until
+    calibrated: vLLM's fp8 cache without checkpoint scales), applied as each new token's states are stored.
+    Attention runs in the compute dtype: ``update`` hands it the layer's whole cache dequantized, one layer at a
+    time, as an eager attention needs (a fused kernel reading 8-bit directly saves that copy: serving sizes it).
+    """
+
+    def update(self: Any, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "key_scale", None) is None:
+            self.compute_dtype = key_states.dtype
+            self.key_scale = torch.ones((), dtype=torch.float32, device=key_states.device)
+            self.value_scale = torch.ones((), dtype=torch.float32, device=key_states.device)
+        keys, values = base.update(
+            self,
+            _quantize(key_states, self.key_scale, storage),
+            _quantize(value_states, self.value_scale, storage),
+            *args,
+            **kwargs,
+        )
+        return keys.to(self.compute_dtype).mul_(self.key_scale), values.to(self.compute_dtype).mul_(self.value_scale)
+
+    # One base (no mixin): the cache's layers are re-classed in place, which needs the same object layout.
+    return type(f"EightBit{base.__name__}", (base,), {"update": update, "storage": storage, "__doc__": update.__doc__})
+
+
+def eight_bit_cache(cache: Any, kv_cache_dtype: str) -> Any:
+    """``cache`` (a fresh DynamicCache) with each self-attention layer storing one byte per element."""
+    storage = EIGHT_BIT_KV[kv_cache_dtype]
+    for layer in cache.layers:
+        layer.__class__ = _eight_bit_layer(type(layer), storage)
+    return cache
+
+
 class GreedyHuggingFace(GreedyDecoding):
     """Greedy generation of new tokens after the prompt, with the model's default (dynamic) cache.
 
@@ -291,7 +336,18 @@ class GreedyHuggingFace(GreedyDecoding):
     """
 
     # Cache layers whose state after n decode steps ``skip`` can reproduce: they grow by concatenation.
-    SKIPPABLE = ("DynamicLayer", "DynamicSlidingWindowLayer")
+    SKIPPABLE = (
+        "DynamicLayer",
+        "DynamicSlidingWindowLayer",
+        "EightBitDynamicLayer",
+        "EightBitDynamicSlidingWindowLayer",
+    )
+    STORED_DTYPES = tuple(EIGHT_BIT_KV)
+
+    def _new_cache(self) -> Any:
+        transformers = _transformers()
+        cache = transformers.DynamicCache(config=self.model.config)
+        return eight_bit_cache(cache, self.kv_cache_dtype) if self.kv_cache_dtype != "auto" else cache
 
     def run(self, new_tokens: int, on_step: Callable[[str], None]) -> Any:
         if not self.real:
@@ -306,9 +362,17 @@ class GreedyHuggingFace(GreedyDecoding):
 
         pad = model.generation_config.pad_token_id
         hook = model.register_forward_pre_hook(phase)
+        own_cache = {}
+        if self.kv_cache_dtype != "auto":
+            decoder = self._new_cache()
+            transformers = _transformers()
+            encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+            cache = transformers.EncoderDecoderCache(decoder, transformers.DynamicCache(config=model.config))
+            own_cache = {"past_key_values": cache if encoder_decoder else decoder}
         try:
             output = model.generate(
                 prompt,
+                **own_cache,
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,
@@ -333,8 +397,8 @@ class GreedyHuggingFace(GreedyDecoding):
         if "logits_to_keep" in accepted:
             self.step_kwargs["logits_to_keep"] = 1  # generate asks for the last position's logits only
         cache_cls = transformers.DynamicCache
-        if getattr(config, "is_encoder_decoder", False):
-            self.cache = transformers.EncoderDecoderCache(cache_cls(config=config), cache_cls(config=config))
+        if getattr(config, "is_encoder_decoder", False):  # the cross-attention cache stays in the compute dtype
+            self.cache = transformers.EncoderDecoderCache(self._new_cache(), cache_cls(config=config))
             self.step_kwargs["encoder_outputs"] = model.get_encoder()(input_ids=prompt, return_dict=True)
             start = config.decoder_start_token_id or 0
             self.tokens = self.next_token = torch.full(
@@ -342,7 +406,7 @@ class GreedyHuggingFace(GreedyDecoding):
             )
             self.input_name = "decoder_input_ids"
         else:
-            self.cache = cache_cls(config=config)
+            self.cache = self._new_cache()
             self.tokens = self.next_token = prompt
             self.input_name = "input_ids"
         self._step()
@@ -380,9 +444,13 @@ class GreedyHuggingFace(GreedyDecoding):
             raise NotImplementedError(f"cannot skip decode steps of a {type(self.cache).__name__}")
         for layer in self._layers():
             b, h, _, d = layer.keys.shape
+            dtype = getattr(layer, "compute_dtype", layer.keys.dtype)  # an 8-bit layer takes compute-dtype states
             for chunk in (steps - 1, 1):
                 if chunk:
-                    layer.update(layer.keys.new_empty(b, h, chunk, d), layer.values.new_empty(b, h, chunk, d))
+                    layer.update(
+                        layer.keys.new_empty(b, h, chunk, d, dtype=dtype),
+                        layer.values.new_empty(b, h, chunk, d, dtype=dtype),
+                    )
         self.tokens = torch.cat([self.tokens, self.tokens.new_empty(self.tokens.shape[0], steps)], dim=-1)
         self.steps += steps
 

@@ -70,10 +70,16 @@ class GreedyDecoding:
     sliding windows of the model's attention layers: where a step's cost stops growing with the cache.
     """
 
-    def __init__(self, model: nn.Module, inputs: object, real: bool = False) -> None:
+    # Element dtypes the family's cache can store keys and values in, besides the compute dtype ("auto").
+    STORED_DTYPES: tuple[str, ...] = ()
+
+    def __init__(self, model: nn.Module, inputs: object, real: bool = False, kv_cache_dtype: str = "auto") -> None:
+        if kv_cache_dtype != "auto" and kv_cache_dtype not in self.STORED_DTYPES:
+            raise ValueError(f"this family's KV cache holds keys and values in the compute dtype, not {kv_cache_dtype}")
         self.model = model
         self.inputs = inputs
         self.real = real  # real tensors (a measured run): a family may generate with its own library call
+        self.kv_cache_dtype = kv_cache_dtype
         self.cache: object = None
         self.steps = 0  # forwards run or skipped: 1 after the prefill
 

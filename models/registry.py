@@ -248,6 +248,8 @@ class Architecture:
                 "preset": self.live_preset,
             },
             "generates": self.generate is not None,
+            # How its generation's KV cache can store keys and values besides the compute dtype (fp8, int8).
+            "kv_cache_dtypes": list(self.generate.STORED_DTYPES) if self.generate is not None else [],
         }
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from ..engine.choices import DTypeName, InputDTypeName, PrecisionName
+from ..engine.choices import DTypeName, InputDTypeName, KvCacheDtype, PrecisionName
 from ..engine.gpus import DEFAULT_GPU, GPUS
 from ..engine.live.runs import MAX_LAYERS
 from ..engine.step import Quantization, StepFields, StepSetup
@@ -139,7 +139,9 @@ class ServingRequest(BaseModel):
     )
     prompt_tokens: int = Field(1024, ge=1, le=1 << 20, description="Tokens of each request's prompt.")
     output_tokens: int = Field(1024, ge=1, le=1 << 20, description="Tokens each request generates.")
-    kv_cache_dtype: Literal["auto", "fp8", "int8"] = Field("auto", description="auto: the weights' dtype.")
+    kv_cache_dtype: KvCacheDtype = Field(  # type: ignore[valid-type]
+        "auto", description="auto: the weights' dtype; fp8 or int8: one byte per element, read by a fused kernel."
+    )
     non_torch_mb: int = Field(0, ge=0, le=1 << 20, description="MiB outside PyTorch's allocator to set aside.")
     utilization: float = Field(0.4, ge=0.01, le=1, description="Latency: share of the peak FLOP/s reached.")
     bandwidth_efficiency: float = Field(0.8, ge=0.01, le=1, description="Latency: share of the bandwidth reached.")

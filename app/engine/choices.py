@@ -170,6 +170,15 @@ def resolve_precision(precision: str | None, dtype: str | torch.dtype | None) ->
     return choice
 
 
+# How a generation's KV cache stores keys and values (serving's kv_cache_dtype, vLLM's spelling).
+KV_CACHE_DTYPES: dict[str, str] = {
+    "auto": "the compute dtype (the weights', or autocast's)",
+    "fp8": "float8 e4m3: one byte per element, a static scale per layer",
+    "int8": "int8: one byte per element, a static scale per layer",
+}
+KvCacheDtype = Literal[tuple(KV_CACHE_DTYPES)]  # type: ignore[valid-type]
+
+
 def describe_choices() -> dict[str, Any]:
     """Every choice, JSON-ready, for the API and the pages."""
     return {
@@ -180,4 +189,5 @@ def describe_choices() -> dict[str, Any]:
         "shardings": [{"id": name, "description": text} for name, text in SHARDINGS.items()],
         "default_optimizer": DEFAULT_OPTIMIZER,
         "modes": [{"id": name, "description": text} for name, text in MODES.items()],
+        "kv_cache_dtypes": [{"id": name, "description": text} for name, text in KV_CACHE_DTYPES.items()],
     }

@@ -28,6 +28,7 @@ from .choices import (
     MAX_NEW_TOKENS,
     OPTIMIZERS,
     DTypeName,
+    KvCacheDtype,
     Mode,
     OptimizerName,
     PrecisionChoice,
@@ -126,6 +127,11 @@ class StepFields(StepSetup):
     new_tokens: int = Field(
         32, ge=1, le=MAX_NEW_TOKENS, description="generate: tokens generated after the prompt (input.shape: [T])."
     )
+    kv_cache_dtype: KvCacheDtype = Field(  # type: ignore[valid-type]
+        "auto",
+        description="generate: how the KV cache stores keys and values: auto (the compute dtype), fp8 or int8 (one "
+        "byte per element and a scale per layer; attention reads each layer dequantized).",
+    )
 
 
 STEP_FIELDS = tuple(StepFields.model_fields)
@@ -166,6 +172,10 @@ class Step(StepFields):
                 "gpus > 1 sizes data-parallel training (DDP, ZeRO-2, FSDP); a forward across devices is tensor "
                 "parallel: give tp instead",
                 "gpus",
+            )
+        if self.kv_cache_dtype != "auto" and not self.generates:
+            raise InputError(
+                "kv_cache_dtype applies to generation (mode generate): the cache it stores", "kv_cache_dtype"
             )
         refusal = OPTIMIZERS[self.optimizer].not_on_shards
         if self.trains and self.gpus > 1 and self.sharding != "ddp" and refusal:
@@ -228,6 +238,8 @@ class Step(StepFields):
                 values.update(gpus=self.gpus, sharding=self.sharding)
         if self.generates:
             values["new_tokens"] = self.new_tokens
+            if self.kv_cache_dtype != "auto":
+                values["kv_cache_dtype"] = self.kv_cache_dtype
         if self.tp > 1:
             values["tp"] = self.tp
         if self.adapter is not None:

@@ -13,6 +13,7 @@ const $ = (id) => document.getElementById(id);
 const CHOICES = facts().choices;
 const OPTIMIZERS = CHOICES.optimizers; // [{id, label, short}]
 const PRECISIONS = CHOICES.precisions; // [{id, label, dtype, autocast}]
+const KV_CACHE_DTYPES = CHOICES.kv_cache_dtypes; // [{id, description}]
 const PARTS = ["weights", "buffers", "gradients", "optimizer_state", "activations", "inputs", "transient"];
 
 const state = {
@@ -27,6 +28,7 @@ const state = {
   gpus: 1,
   sharding: "fsdp",
   newTokens: 128,
+  kvCache: "auto",
   tuning: "full", // or "lora", "qlora"
   loraR: 16,
   loraTargets: "all-linear",
@@ -92,6 +94,7 @@ const URL_STATE = {
   gpus: { param: "g", type: "int", fallback: 1 },
   sharding: { param: "sh", fallback: "fsdp" },
   newTokens: { param: "nt", type: "int", fallback: 128 },
+  kvCache: { param: "kv", fallback: "auto" },
   tuning: { param: "ft", fallback: "full" },
   loraR: { param: "r", type: "int", fallback: 16 },
   loraTargets: { param: "lt", fallback: "all-linear" },
@@ -134,6 +137,10 @@ function adapter() {
   const names = state.loraTargets.split(/[\s,]+/).filter(Boolean);
   const targets = !names.length || names.includes("all-linear") ? "all-linear" : names;
   return { kind: "lora", r: state.loraR, alpha: 2 * state.loraR, target_modules: targets, dropout: state.loraDropout };
+}
+
+function generationOptions() {
+  return { mode: "generate", new_tokens: state.newTokens, ...(state.kvCache !== "auto" ? { kv_cache_dtype: state.kvCache } : {}) };
 }
 
 function trainingOptions() {
@@ -249,7 +256,7 @@ async function refreshMemory(mine) {
     renderMemory();
     generated = null;
     if (info.generates) {
-      generated = await post("/api/memory", { ...memoryBody(), mode: "generate", new_tokens: state.newTokens }, { busyText: "Estimating generation…" });
+      generated = await post("/api/memory", { ...memoryBody(), ...generationOptions() }, { busyText: "Estimating generation…" });
       if (mine !== generation) return;
     }
     renderGeneration();
@@ -265,7 +272,7 @@ function renderGeneration() {
     return;
   }
   const g = generated;
-  setTile("tile-generation", bytes(g.peak_bytes), `${g.prompt_tokens.toLocaleString("en-US")} + ${g.new_tokens.toLocaleString("en-US")} tokens · KV cache ${bytes(g.kv_cache_bytes)} · peak in ${g.phase}`);
+  setTile("tile-generation", bytes(g.peak_bytes), `${g.prompt_tokens.toLocaleString("en-US")} + ${g.new_tokens.toLocaleString("en-US")} tokens · KV cache ${bytes(g.kv_cache_bytes)}${g.kv_cache_dtype && g.kv_cache_dtype !== "auto" ? ` (${g.kv_cache_dtype})` : ""} · peak in ${g.phase}`);
 }
 
 async function gpus() {
@@ -286,7 +293,7 @@ function headroom(fit) {
 }
 
 function fitKey(gpu) {
-  return JSON.stringify([selection(), state.precision, state.optimizer, state.fitMode, trainingOptions(), state.newTokens, gpu]);
+  return JSON.stringify([selection(), state.precision, state.optimizer, state.fitMode, trainingOptions(), generationOptions(), gpu]);
 }
 
 async function renderFits() {
@@ -312,7 +319,7 @@ async function renderFits() {
 
 async function findMaxBatch(gpu) {
   const cell = document.querySelector(`[data-batch-for="${gpu}"]`);
-  const body = { ...memoryBody(), mode: state.fitMode, optimizer: state.optimizer, gpu, new_tokens: state.newTokens, ...(state.fitMode === "train" ? trainingOptions() : {}) };
+  const body = { ...memoryBody(), mode: state.fitMode, optimizer: state.optimizer, gpu, new_tokens: state.newTokens, ...(state.fitMode === "train" ? trainingOptions() : {}), ...(state.fitMode === "generate" ? generationOptions() : {}) };
   delete body.input.batch_size;
   try {
     const report = await post("/api/max-batch", body, { busyText: `Finding the largest batch on ${gpu}…` });
@@ -610,6 +617,12 @@ async function selectArchitecture(name, { keepConfig = false } = {}) {
   $("preset").value = matchingPreset();
   $("input-shape").placeholder = info.default_input.join(", ");
   $("generate-field").hidden = !info.generates;
+  // The cache's storage choices are the model's own (GET /api/architectures): fp8 and int8 where it has them.
+  const stored = ["auto", ...info.kv_cache_dtypes];
+  if (!stored.includes(state.kvCache)) state.kvCache = "auto";
+  $("kv-cache").replaceChildren(...KV_CACHE_DTYPES.filter((k) => stored.includes(k.id)).map((k) => new Option(k.id === "auto" ? "the compute dtype" : k.id, k.id)));
+  $("kv-cache").value = state.kvCache;
+  $("kv-cache-field").hidden = info.kv_cache_dtypes.length === 0;
   $("fit-mode").querySelector('[value="generate"]').disabled = !info.generates;
   $("input-shape").value = state.shape;
   summary = null;
@@ -701,6 +714,10 @@ function bindControls() {
   });
   $("sharding").addEventListener("change", () => {
     state.sharding = $("sharding").value;
+    refresh();
+  });
+  $("kv-cache").addEventListener("change", () => {
+    state.kvCache = $("kv-cache").value;
     refresh();
   });
   $("new-tokens").addEventListener("input", () => {

@@ -323,6 +323,12 @@ def test_a_recipe_opens_its_whole_setup(page, output_dir) -> None:
     assert page.locator("#tuning").input_value() == "qlora"
     expect_text(page.locator("#tile-training [data-value]"), "GiB", timeout=240_000)
     assert "paged" in page.locator("#tile-training [data-sub]").text_content().lower()
+    # The model's generation can keep its KV cache in fp8: the generation tile says so, and the link keeps it.
+    expect_text(page.locator("#tile-generation [data-sub]"), "KV cache", timeout=240_000)
+    before = page.locator("#tile-generation [data-sub]").text_content()
+    page.locator("#kv-cache").select_option("fp8")
+    expect_text(page.locator("#tile-generation [data-sub]"), "(fp8)", timeout=240_000)
+    assert "kv=fp8" in page.url and page.locator("#tile-generation [data-sub]").text_content() != before
     page.screenshot(path=str(output_dir / "recipe.png"), full_page=True)
 
 

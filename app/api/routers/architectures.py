@@ -36,6 +36,9 @@ class ArchitectureInfo(BaseModel):
         description="Facts for real runs: feature maps (preprocessing), attention maps (modules, context), preset."
     )
     generates: bool = Field(description="Whether mode 'generate' applies (a KV-cache generation loop).")
+    kv_cache_dtypes: list[str] = Field(
+        description="What its generation's KV cache can store besides the compute dtype (kv_cache_dtype: fp8, int8)."
+    )
 
 
 @router.get("", response_model=list[ArchitectureInfo], summary="Every architecture")

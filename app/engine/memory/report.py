@@ -97,6 +97,9 @@ class MemoryReport(BaseModel):
         None, description="generate: tokens per sequence the cache held when the peak happened."
     )
     kv_cache_formula: str | None = Field(None, description="generate: the cache's bytes, worked out.")
+    kv_cache_dtype: str | None = Field(
+        None, description="generate: how the cache stores keys and values (auto: the compute dtype; fp8, int8)."
+    )
     measured_kv_cache_bytes: int | None = Field(None, description="generate: the real run's cache, when measured.")
     checkpointing: bool = Field(False, description="Each repeated block recomputed in backward.")
     peak_without_checkpointing_bytes: int | None = Field(

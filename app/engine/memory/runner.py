@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..choices import OPTIMIZERS, dtype_name
+from ..errors import InputError
 from ..step import Step
 from ..tracing.selection import (
     ModelInputs,
@@ -107,6 +108,7 @@ class StepCase:
             "gpus": step.gpus,
             "sharding": step.sharding if step.sharded else None,
             "tp": step.tp,
+            "kv_cache_dtype": step.kv_cache_dtype if step.generates else None,
             "adapter": step.adapter.model_dump(mode="json") if step.adapter is not None else None,
             "quantization": step.quantization.model_dump(mode="json") if step.quantization is not None else None,
         }
@@ -181,7 +183,15 @@ class StepRunner:
 
     def generate(self, phase: Phase = _no_phase) -> None:
         """Greedy generation with the family's KV-cache loop (Hugging Face: ``generate`` itself on real data)."""
-        decoding = decoding_for(self.selection)(self.model, self.inputs, real=self.real)
+        family = decoding_for(self.selection)
+        stored = self.step.kv_cache_dtype
+        if stored != "auto" and stored not in family.STORED_DTYPES:
+            raise InputError(
+                f"kv_cache_dtype {stored}: this model's generation keeps its cache in the compute dtype; an 8-bit "
+                "cache is built for Hugging Face models",
+                "kv_cache_dtype",
+            )
+        decoding = family(self.model, self.inputs, real=self.real, kv_cache_dtype=stored)
         self.decode_steps = 0
 
         def on_step(stage: str) -> None:

@@ -22,13 +22,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..choices import dtype_name
+from ..choices import KvCacheDtype, dtype_name
 from ..errors import InputError
 from ..gpus import DEFAULT_GPU, get_gpu
 from ..memory import estimate_memory, token_context
 from ..step import Step
-
-KvCacheDtype = Literal["auto", "fp8", "int8"]
 
 
 class ServingReport(BaseModel):

@@ -107,3 +107,22 @@ def test_recipes_are_memory_requests_with_the_settings_they_name(client) -> None
     assert qlora["optimizer"] == "paged-adamw-8bit" and qlora["config"] == {"preset": "llama-3.1-8b"}
     full = recipes["full-adamw-8bit-llama-3.1-8b"]["request"]
     assert "adapter" not in full and full["optimizer"] == "adamw-8bit"
+
+
+def test_an_eight_bit_kv_cache_is_its_own_report(client) -> None:
+    """The same generation with the cache in the compute dtype, then in fp8: two reports (not one from the
+    cache), the second holding a byte per element; on a training step the option is refused naming it."""
+    from tests.app.engine import tiny_models
+
+    body = {
+        "architecture": "huggingface",
+        "config": tiny_models.LLAMA,
+        "input": {"batch_size": 2, "shape": [16]},
+        "mode": "generate",
+        "new_tokens": 8,
+    }
+    full = client.post("/api/memory", json=body).json()
+    fp8 = client.post("/api/memory", json={**body, "kv_cache_dtype": "fp8"}).json()
+    assert fp8["kv_cache_bytes"] * 4 == full["kv_cache_bytes"] and fp8["kv_cache_dtype"] == "fp8"
+    refused = client.post("/api/memory", json={**body, "mode": "train", "kv_cache_dtype": "int8"})
+    assert refused.status_code == 422 and refused.json()["field"] == "kv_cache_dtype"

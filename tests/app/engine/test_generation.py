@@ -66,3 +66,32 @@ def test_skipped_steps_are_filled_by_their_neighbours_and_a_bend_is_caught() -> 
     odd.record(3, {"flops": 10 + 13})  # the step between would be 11.5: not affine
     with pytest.raises(Exception, match="flops"):
         odd.skipped()
+
+
+EIGHT_BIT = [
+    pytest.param(arch, config, prompt, new_tokens, kv, id=f"{name}-{kv}")
+    for (arch, config, prompt, new_tokens), name in zip(CASES, IDS, strict=True)
+    if name in {"llama", "mistral-fills", "gemma2", "t5"}
+    for kv in ("fp8", "int8")
+]
+
+
+@pytest.mark.parametrize(("arch", "config", "prompt", "new_tokens", "kv_cache_dtype"), EIGHT_BIT)
+def test_an_eight_bit_cache_skips_steps_exactly_and_holds_a_byte_per_element(
+    arch, config, prompt, new_tokens, kv_cache_dtype
+) -> None:
+    """An fp8 or int8 KV cache: the report with skipped steps is the step-by-step one, and the cache holds one
+    byte where the float32 cache holds four (the same layers, heads, windows and tokens)."""
+    kwargs = {"input_size": prompt, "batch_size": 2, "mode": "generate", "new_tokens": new_tokens}
+    fast = estimate_memory(arch, config, kv_cache_dtype=kv_cache_dtype, **kwargs)
+    with reference_traces():
+        reference = estimate_memory(arch, config, kv_cache_dtype=kv_cache_dtype, **kwargs)
+    assert fast.model_dump() == reference.model_dump()
+    full = estimate_memory(arch, config, **kwargs)
+    saved = full.kv_cache_bytes - fast.kv_cache_bytes  # three quarters of the self-attention cache
+    assert saved > 0 and saved * 4 % 3 == 0
+    cross = full.kv_cache_bytes - saved * 4 // 3  # T5's cross-attention cache stays in the compute dtype
+    assert cross == 0 if "cross-attention" not in full.kv_cache_formula else cross > 0
+    assert fast.kv_cache_dtype == kv_cache_dtype
+    assert "x 1 bytes" in fast.kv_cache_formula
+    assert fast.peak_bytes < full.peak_bytes

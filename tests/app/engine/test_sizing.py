@@ -63,6 +63,32 @@ def test_sliding_window_caps_the_cache_and_matches_a_real_generate() -> None:
     assert abs(report.error_percent) <= 5
 
 
+@pytest.mark.parametrize("kv_cache_dtype", ["fp8", "int8"])
+def test_an_eight_bit_kv_cache_against_a_real_generate(kv_cache_dtype: str) -> None:
+    """transformers' own generate with the 8-bit cache layers on real tensors: the cache it keeps is the one
+    estimated, a quarter of the float32 cache (2 x 2 layers x 2 KV heads x 16 x 45 tokens x batch 2 x 1 byte),
+    and the peak is within the error of the float32 cache's."""
+    config = tiny_models.LLAMA
+    options = dict(input_size=(40,), batch_size=2, mode="generate", new_tokens=6, measure=True)
+    report = estimate_memory("huggingface", config, kv_cache_dtype=kv_cache_dtype, **options)
+    hf = config["hf_config"]
+    head_dim = hf["hidden_size"] // hf["num_attention_heads"]
+    expected = 2 * hf["num_hidden_layers"] * hf["num_key_value_heads"] * head_dim * 45 * 2 * 1
+    assert report.measured_kv_cache_bytes == report.kv_cache_bytes == expected
+    assert abs(report.error_percent) <= 2, report.error_percent
+
+
+def test_an_eight_bit_kv_cache_is_for_generation_of_hugging_face_models() -> None:
+    with pytest.raises(InputError, match="applies to generation") as training:
+        estimate_memory("huggingface", tiny_models.LLAMA, input_size=(8,), kv_cache_dtype="fp8")
+    assert training.value.field == "kv_cache_dtype"
+    with pytest.raises(InputError, match="compute dtype") as zoo:
+        estimate_memory(
+            "gpt", {"preset": "nano"}, input_size=(8,), mode="generate", new_tokens=2, kv_cache_dtype="int8"
+        )
+    assert zoo.value.field == "kv_cache_dtype"
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_generation_peak_against_a_real_run(precision: str) -> None:
     report = estimate_memory(
