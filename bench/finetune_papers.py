@@ -132,7 +132,7 @@ def main() -> None:
                 [
                     recipe,
                     f"8 x {length:,} + {LABEL_TOKENS}",
-                    f"{published:.2f}",
+                    f"{published:.2f} (allocated)",
                     f"{estimate:.2f}",
                     f"{(estimate - published) / published * 100:+.1f}%",
                     f"{report.breakdown.weights / gib:.2f}",
@@ -161,7 +161,7 @@ def main() -> None:
                 [
                     recipe,
                     f"2 x {length:,}",
-                    f"{published:.2f}",
+                    f"{published:.2f} (reserved)",
                     f"{estimate:.2f}",
                     f"{(estimate - published) / published * 100:+.1f}%",
                     f"{report.breakdown.weights / gib:.2f}",
@@ -177,7 +177,7 @@ def main() -> None:
             [
                 "recipe",
                 "batch x tokens",
-                "published GiB (reserved)",
+                "published GiB",
                 "estimate GiB (allocated)",
                 "difference",
                 "weights GiB",

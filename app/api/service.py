@@ -247,7 +247,7 @@ class ReportService:
 
     async def memory_overview(self, request: MemoryOverviewRequest, work: Work) -> bytes:
         """Inference and a training step per optimizer, as one JSON body (each report from the cache when there)."""
-        inference = self.step(request, mode="inference", checkpointing=False, gpus=1)
+        inference = self.step(request, mode="inference", checkpointing=False, gpus=1, offload="none")
         steps: dict[str, Step] = {"inference": inference}
         refused: dict[str, bytes] = {}  # an optimizer the request's layout cannot run: said so in its place
         for name in OPTIMIZERS:
@@ -273,8 +273,10 @@ class ReportService:
             own = {} if request.precision or request.dtype else {"dtype": selection.dtype}
             chosen = self.step(request, **own)
             steps = {
-                "inference": chosen.replace(mode="inference", checkpointing=False, gpus=1),
-                "train": chosen.replace(mode="train"),
+                "inference": chosen.replace(
+                    mode="inference", checkpointing=False, gpus=1, offload="none", kv_cache_dtype="auto"
+                ),
+                "train": chosen.replace(mode="train", kv_cache_dtype="auto"),
             }
             if request.mode == "generate":
                 steps["generate"] = chosen

@@ -136,6 +136,19 @@ OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
 Mode = Literal[tuple(MODES)]  # type: ignore[valid-type]
 ShardingName = Literal[tuple(SHARDINGS)]  # type: ignore[valid-type]
 
+# What a sharded training step keeps in host memory instead of the GPU's, and FSDPMemTracker's kinds for it.
+OFFLOADS: dict[str, str] = {
+    "none": "everything on the GPU",
+    "optimizer": "ZeRO-Offload: the optimizer state, the gradient shards and the optimizer's step on the host",
+    "all": "FSDP2's CPUOffloadPolicy: the parameter shards too, copied to the GPU as each block is gathered",
+}
+OFFLOADED_KINDS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "optimizer": frozenset({"OptState", "Sharded Grad"}),
+    "all": frozenset({"OptState", "Sharded Grad", "Sharded Param"}),
+}
+OffloadName = Literal[tuple(OFFLOADS)]  # type: ignore[valid-type]
+
 
 def dtype_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
@@ -190,4 +203,5 @@ def describe_choices() -> dict[str, Any]:
         "default_optimizer": DEFAULT_OPTIMIZER,
         "modes": [{"id": name, "description": text} for name, text in MODES.items()],
         "kv_cache_dtypes": [{"id": name, "description": text} for name, text in KV_CACHE_DTYPES.items()],
+        "offloads": [{"id": name, "description": text} for name, text in OFFLOADS.items()],
     }

@@ -30,6 +30,7 @@ from .choices import (
     DTypeName,
     KvCacheDtype,
     Mode,
+    OffloadName,
     OptimizerName,
     PrecisionChoice,
     PrecisionName,
@@ -109,6 +110,11 @@ class StepSetup(BaseModel):
     tp: int = Field(
         1, ge=1, le=64, description="Tensor-parallel GPUs (Megatron column/row split, the model's own plan)."
     )
+    offload: OffloadName = Field(  # type: ignore[valid-type]
+        "none",
+        description="With gpus > 1 and zero2 or fsdp: what lives in host memory: none, optimizer (ZeRO-Offload: "
+        "optimizer state, gradient shards and the step) or all (FSDP2 CPUOffloadPolicy: parameter shards too).",
+    )
     quantization: Quantization | None = Field(
         None,
         description="Store the base's linear weights quantized (nf4, fp4, int8, fp8, gptq, awq, compressed-tensors), "
@@ -177,6 +183,12 @@ class Step(StepFields):
             raise InputError(
                 "kv_cache_dtype applies to generation (mode generate): the cache it stores", "kv_cache_dtype"
             )
+        if self.offload != "none" and not (self.trains and self.gpus > 1 and self.sharding != "ddp"):
+            raise InputError(
+                "offload moves a sharded training step's state to the host: it needs mode train, gpus > 1 and "
+                "sharding zero2 or fsdp",
+                "offload",
+            )
         refusal = OPTIMIZERS[self.optimizer].not_on_shards
         if self.trains and self.gpus > 1 and self.sharding != "ddp" and refusal:
             raise InputError(f"optimizer {self.optimizer} with sharding {self.sharding}: {refusal}", "optimizer")
@@ -236,6 +248,8 @@ class Step(StepFields):
                 values["checkpointing"] = True
             if self.sharded:
                 values.update(gpus=self.gpus, sharding=self.sharding)
+                if self.offload != "none":
+                    values["offload"] = self.offload
         if self.generates:
             values["new_tokens"] = self.new_tokens
             if self.kv_cache_dtype != "auto":

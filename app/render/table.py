@@ -121,6 +121,8 @@ def memory_table(report: MemoryReport, top: int = 8) -> str:
         f"Saved for backward (all):  {format_bytes(report.saved_activation_bytes)}",
         f"FLOPs in the step:         {format_flops(report.step_flops)}",
     ]
+    if report.host_bytes is not None:
+        lines.append(f"Host memory (offload {report.offload}): {format_bytes(report.host_bytes)} per rank, off the GPU")
     if report.kv_cache_bytes is not None:
         lines.append(f"KV cache:                  {format_bytes(report.kv_cache_bytes)}  ({report.kv_cache_formula})")
         lines.append(f"  tokens held at the peak: {report.kv_cache_tokens_at_peak:,} per sequence")

@@ -27,6 +27,7 @@ const state = {
   checkpointing: false,
   gpus: 1,
   sharding: "fsdp",
+  offload: "none",
   newTokens: 128,
   kvCache: "auto",
   tuning: "full", // or "lora", "qlora"
@@ -93,6 +94,7 @@ const URL_STATE = {
   checkpointing: { param: "ck", type: "bool", fallback: false },
   gpus: { param: "g", type: "int", fallback: 1 },
   sharding: { param: "sh", fallback: "fsdp" },
+  offload: { param: "off", fallback: "none" },
   newTokens: { param: "nt", type: "int", fallback: 128 },
   kvCache: { param: "kv", fallback: "auto" },
   tuning: { param: "ft", fallback: "full" },
@@ -143,12 +145,18 @@ function generationOptions() {
   return { mode: "generate", new_tokens: state.newTokens, ...(state.kvCache !== "auto" ? { kv_cache_dtype: state.kvCache } : {}) };
 }
 
+/** Whether the step offloads: only a sharded step (zero2, fsdp over several GPUs) can. */
+function offloads() {
+  return state.gpus > 1 && state.sharding !== "ddp" && state.offload !== "none";
+}
+
 function trainingOptions() {
   const tuned = adapter();
   return {
     checkpointing: state.checkpointing,
     gpus: state.gpus,
     ...(state.gpus > 1 ? { sharding: state.sharding } : {}),
+    ...(offloads() ? { offload: state.offload } : {}),
     ...(tuned ? { adapter: tuned } : {}),
   };
 }
@@ -304,7 +312,7 @@ async function renderFits() {
   const train = byGpu(training);
   const gen = byGpu(generated);
   const optimizer = OPTIMIZERS.find((o) => o.id === state.optimizer).label;
-  const perGpu = state.gpus > 1 ? ` (per GPU, ${state.gpus} × ${state.sharding})` : "";
+  const perGpu = state.gpus > 1 ? ` (per GPU, ${state.gpus} × ${state.sharding}${offloads() ? `, offload ${state.offload}` : ""})` : "";
   const head = `<thead><tr><th>GPU</th><th>Memory</th><th>Usable</th><th>Inference</th><th>Training (${escapeHtml(optimizer)})${perGpu}</th>${generated ? "<th>Generation</th>" : ""}<th>Largest batch</th></tr></thead>`;
   const rows = catalog.map((g) => {
     const known = maxBatches.get(fitKey(g.id));
@@ -401,7 +409,10 @@ function renderMemory() {
   setTile("tile-inference", bytes(inference.peak_bytes), `one forward at batch ${inference.batch_size}, ${inference.precision}`);
   const optimizer = OPTIMIZERS.find((o) => o.id === state.optimizer).label;
   if (training.kind === "refused") setTile("tile-training", "–", training.detail);
-  else setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}`);
+  else {
+    const host = training.host_bytes ? ` · ${bytes(training.host_bytes)} on the host (offload ${training.offload})` : "";
+    setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}${host}`);
+  }
   table.setSaved(savedByPath());
   if (state.layer !== null) showLayer(summary.layers.find((r) => r.path === state.layer));
   renderMemoryChart();
@@ -710,10 +721,16 @@ function bindControls() {
   $("gpus").addEventListener("input", () => {
     state.gpus = Math.max(1, Number.parseInt($("gpus").value, 10) || 1);
     $("sharding").disabled = state.gpus === 1;
+    $("offload").disabled = state.gpus === 1 || state.sharding === "ddp";
     later();
   });
   $("sharding").addEventListener("change", () => {
     state.sharding = $("sharding").value;
+    $("offload").disabled = state.gpus === 1 || state.sharding === "ddp";
+    refresh();
+  });
+  $("offload").addEventListener("change", () => {
+    state.offload = $("offload").value;
     refresh();
   });
   $("kv-cache").addEventListener("change", () => {
@@ -776,6 +793,8 @@ function init() {
   $("gpus").value = String(state.gpus);
   $("sharding").value = state.sharding;
   $("sharding").disabled = state.gpus === 1;
+  $("offload").value = state.offload;
+  $("offload").disabled = state.gpus === 1 || state.sharding === "ddp";
   $("new-tokens").value = String(state.newTokens);
   bindControls();
   setView(state.view);

@@ -282,6 +282,11 @@ def test_fits_on_panel_and_the_largest_batch(page, output_dir) -> None:
     page.locator("#gpus").fill("4")
     wait_idle(page)
     expect_text(table, "per GPU, 4 × fsdp")
+    # FSDP2's CPU offload: the training tile says what the host holds, and the table's peaks are the GPU's.
+    page.locator("#offload").select_option("all")
+    expect_text(table, "per GPU, 4 × fsdp, offload all")
+    expect_text(page.locator("#tile-training [data-sub]"), "on the host (offload all)")
+    assert "off=all" in page.url
     page.screenshot(path=str(output_dir / "fits.png"), full_page=True)
 
 

@@ -97,6 +97,10 @@ class MemoryReport(BaseModel):
         None, description="generate: tokens per sequence the cache held when the peak happened."
     )
     kv_cache_formula: str | None = Field(None, description="generate: the cache's bytes, worked out.")
+    offload: str | None = Field(None, description="Sharded training: what lives in host memory (optimizer, all).")
+    host_bytes: int | None = Field(
+        None, description="With offload: one rank's peak in host memory (its offloaded shards, state and step)."
+    )
     kv_cache_dtype: str | None = Field(
         None, description="generate: how the cache stores keys and values (auto: the compute dtype; fp8, int8)."
     )

@@ -109,6 +109,7 @@ class StepCase:
             "sharding": step.sharding if step.sharded else None,
             "tp": step.tp,
             "kv_cache_dtype": step.kv_cache_dtype if step.generates else None,
+            "offload": step.offload if step.offload != "none" else None,
             "adapter": step.adapter.model_dump(mode="json") if step.adapter is not None else None,
             "quantization": step.quantization.model_dump(mode="json") if step.quantization is not None else None,
         }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..choices import OFFLOADED_KINDS, OFFLOADS
 from ..errors import InputError
 from ..tracing.torch_internals import (
     fake_mode,
@@ -65,6 +66,7 @@ class ShardedTrace:
 
     phase_peaks: dict[str, dict[str, int]]
     shard_bytes: int
+    host_peak: int = 0  # with offload: the host's peak (offloaded shards, optimizer state, its step)
 
     def peak(self) -> tuple[str, dict[str, int]]:
         """The step's peak: the phase and its snapshot (the earlier phase on a tie)."""
@@ -88,6 +90,7 @@ def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
         )
     blocks = sum(len(stack) for stack in stacks)
     trace, shortened = _representative_trace(case, reshard, {len(stack) for stack in stacks})
+    host_bytes = trace.host_peak if case.step.offload != "none" else None
     phase, at_peak = trace.peak()
     parts = dict.fromkeys(MemoryBreakdown.model_fields, 0)
     for kind, value in at_peak.items():
@@ -104,12 +107,25 @@ def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
         if shortened
         else "traced whole"
     )
+    offload = case.step.offload
+    offload_notes = (
+        [
+            f"Offload {offload} ({OFFLOADS[offload]}): the peak and its parts are the GPU's, taken at every op over "
+            f"the bytes FSDPMemTracker files outside {', '.join(sorted(OFFLOADED_KINDS[offload]))} (and the "
+            f"optimizer's temporaries); host_bytes ({host_bytes:,}) is the host's peak of those. Derived from the "
+            "trace's categories, not measured: FSDP2's CPU offload needs a CUDA device, which this estimate "
+            "does not run on; pinned-memory staging copies and the transfers' timing are not counted."
+        ]
+        if offload != "none"
+        else []
+    )
     return MemoryReport(
         **case.report_fields(),
+        host_bytes=host_bytes,
         peak_bytes=at_peak.get("Total", 0),
         phase=phase if phase in ("forward", "backward", "optimizer") else "forward",
         breakdown=MemoryBreakdown(**parts),
-        persistent_bytes=trace.shard_bytes,
+        persistent_bytes=0 if offload == "all" else trace.shard_bytes,
         saved_activation_bytes=0,
         step_flops=0,
         layers=[],
@@ -118,6 +134,7 @@ def _fsdp(case: StepCase, reshard: bool) -> MemoryReport:
             f"{kind} over {gpus} devices, batch {case.batch_size} per device: FSDP2 fully_shard on each of the "
             f"{blocks} repeated blocks and the root, run on fake tensors over a fake process group and tracked "
             f"by PyTorch's FSDPMemTracker ({how}); the peak is one rank's (all hold equal padded shards).",
+            *offload_notes,
             *step_notes(case)[1:],
         ],
     )
@@ -164,7 +181,8 @@ def _on_one_line(traces: list[ShardedTrace], samples: list[int], length: int) ->
                 return None
             peaks[phase][kind] = value
     shard_bytes = extended([trace.shard_bytes for trace in traces])
-    return None if shard_bytes is None else ShardedTrace(peaks, shard_bytes)
+    host_peak = extended([trace.host_peak for trace in traces])
+    return None if shard_bytes is None or host_peak is None else ShardedTrace(peaks, shard_bytes, host_peak)
 
 
 def _trace(case: StepCase, reshard: bool, keep: int | None) -> ShardedTrace:
@@ -187,7 +205,7 @@ def _trace(case: StepCase, reshard: bool, keep: int | None) -> ShardedTrace:
             runner = StepRunner(model, case, real=False)
             runner.ensure_targets()  # also FSDP's lazy initialisation
             _warm_up(runner, model, whole_step=not reshard)
-            tracker = fsdp_memory_tracker(model, runner.optimizer)
+            tracker = fsdp_memory_tracker(model, runner.optimizer, OFFLOADED_KINDS[step.offload])
             tracker.track_inputs(tuple(runner.external_tensors()))
 
             def phase(name: str) -> None:
@@ -196,7 +214,7 @@ def _trace(case: StepCase, reshard: bool, keep: int | None) -> ShardedTrace:
             with tracker:
                 runner.run(phase)
             shard_bytes = storage_bytes([_local(p) for p in model.parameters()])
-    return ShardedTrace(dict(tracker.phase_peaks), shard_bytes)
+    return ShardedTrace(dict(tracker.phase_peaks), shard_bytes, tracker.host_peak)
 
 
 def _warm_up(runner: StepRunner, model: nn.Module, whole_step: bool) -> None:

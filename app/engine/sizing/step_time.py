@@ -67,7 +67,9 @@ def estimate_step_time(
         f"{utilization:.0%} of the peak FLOP/s and {bandwidth_efficiency:.0%} of the bandwidth are reached",
     ]
     if report.mode == "generate":
-        prompt = estimate_memory(model_or_name, config, step=step.replace(mode="inference"), **kwargs)
+        prompt = estimate_memory(
+            model_or_name, config, step=step.replace(mode="inference", kv_cache_dtype="auto"), **kwargs
+        )
         prefill = max(prompt.step_flops / flop_rate, (weights + report.breakdown.activations) / byte_rate)
         decodes = max(1, (report.new_tokens or 1) - 1)
         decode_flops = max(0, report.step_flops - prompt.step_flops) / decodes

@@ -566,9 +566,15 @@ def fully_shard(module: nn.Module, **kwargs: Any) -> Any:
     return shard(module, **kwargs)
 
 
-def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
+def fsdp_memory_tracker(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, host_kinds: frozenset[str] = frozenset()
+) -> Any:
     """PyTorch's ``FSDPMemTracker`` on an FSDP2 root module (and its optimizer), keeping the whole-model peak of
     each phase (``phase`` set by the caller; ``phase_peaks``: phase -> the snapshot at its peak, by FSDP kind).
+
+    ``host_kinds`` (offload): FSDP kinds that live in host memory, and with any of them the optimizer's step runs
+    there too (its temporaries are the host's). ``phase_peaks`` are then the GPU's, taken over the GPU's own
+    bytes at every op (the host's kinds left out), and ``host_peak`` the host's largest total.
 
     Only whole-model peaks are kept: MemTracker's per-module peaks walk every module after every op (most of its
     cost on a large model) and no estimate reads them."""
@@ -580,6 +586,7 @@ def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | Non
             super().__init__(mod=model, optm=optimizer)
             self.phase = "setup"
             self.phase_peaks: dict[str, dict[str, int]] = {}
+            self.host_peak = 0
 
         def _update_peak_stats(self, peak_state: Any) -> None:
             for device, snapshot in self._curr_mem_snap.items():
@@ -587,11 +594,16 @@ def fsdp_memory_tracker(model: nn.Module, optimizer: torch.optim.Optimizer | Non
                 if self._peak_mem.get(device, 0) < total:
                     self._peak_mem[device] = total
                     self._peak_mem_snap[device] = dict(snapshot)
+                kinds = {getattr(key, "value", "Total"): value for key, value in snapshot.items()}
+                if host_kinds:
+                    on_host = host_kinds | ({"Temp"} if self.phase == "optimizer" else set())
+                    host = sum(kinds.get(kind, 0) for kind in on_host)
+                    self.host_peak = max(self.host_peak, host)
+                    kinds = {kind: value for kind, value in kinds.items() if kind not in on_host}
+                    kinds["Total"] = total - host
                 best = self.phase_peaks.get(self.phase)
-                if best is None or best["Total"] < total:
-                    self.phase_peaks[self.phase] = {
-                        getattr(key, "value", "Total"): value for key, value in snapshot.items()
-                    }
+                if best is None or best["Total"] < kinds["Total"]:
+                    self.phase_peaks[self.phase] = kinds
 
     return PhaseFSDPMemTracker()
 

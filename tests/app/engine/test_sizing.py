@@ -128,12 +128,16 @@ def test_sharding_per_device() -> None:
     assert fsdp.breakdown.optimizer_state < single.breakdown.optimizer_state / 3  # sharded 4 ways (padded)
 
 
-@pytest.mark.parametrize(("sharding", "checkpointing"), [("fsdp", True), ("zero2", False)])
-def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, checkpointing: bool) -> None:
+@pytest.mark.parametrize(
+    ("sharding", "checkpointing", "offload"),
+    [("fsdp", True, "none"), ("zero2", False, "none"), ("fsdp", False, "all"), ("zero2", True, "optimizer")],
+)
+def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, checkpointing: bool, offload) -> None:
     """A tiny Llama of 11 blocks: the peak, its parts and the phase extended from copies of 4, 5 and 6 blocks are
-    those of tracing all 11 blocks (the reference), and the report says it took the shortcut."""
+    those of tracing all 11 blocks (the reference), and the report says it took the shortcut; with offload, the
+    host's peak too."""
     config = {"hf_config": {**tiny_models.LLAMA["hf_config"], "num_hidden_layers": 11}}
-    options = dict(input_size=(48,), batch_size=2, optimizer="adamw", gpus=4, sharding=sharding)
+    options = dict(input_size=(48,), batch_size=2, optimizer="adamw", gpus=4, sharding=sharding, offload=offload)
     fast = estimate_memory("huggingface", config, checkpointing=checkpointing, **options)
     with reference_traces():
         whole = estimate_memory("huggingface", config, checkpointing=checkpointing, **options)
@@ -145,6 +149,27 @@ def test_sharded_estimate_from_short_copies_is_the_whole_trace(sharding: str, ch
         whole.persistent_bytes,
     )
     assert fast.peak_without_checkpointing_bytes == whole.peak_without_checkpointing_bytes
+    assert fast.host_bytes == whole.host_bytes
+
+
+@pytest.mark.parametrize("sharding", ["fsdp", "zero2"])
+def test_offload_moves_the_shards_and_the_state_to_the_host(sharding: str) -> None:
+    """ZeRO-Offload keeps the optimizer state and the gradient shards on the host; FSDP2's CPU offload the
+    parameter shards too: the host's peak grows by exactly the parameter shards FSDP allocated (the report
+    without offload holds them between steps), and the GPU's falls."""
+    options = dict(input_size=(32,), batch_size=2, optimizer="adamw", gpus=4, sharding=sharding)
+    on_gpu = estimate_memory("huggingface", tiny_models.LLAMA, **options)
+    optimizer = estimate_memory("huggingface", tiny_models.LLAMA, offload="optimizer", **options)
+    everything = estimate_memory("huggingface", tiny_models.LLAMA, offload="all", **options)
+    assert on_gpu.host_bytes is None and optimizer.offload == "optimizer"
+    assert everything.host_bytes - optimizer.host_bytes == on_gpu.persistent_bytes  # the parameter shards
+    assert optimizer.host_bytes >= on_gpu.breakdown.optimizer_state
+    assert everything.peak_bytes < optimizer.peak_bytes < on_gpu.peak_bytes
+    assert everything.breakdown.weights == 0 and everything.persistent_bytes == 0
+    assert any("not measured" in note for note in optimizer.notes)
+    with pytest.raises(InputError, match="sharding zero2 or fsdp") as refused:
+        estimate_memory("huggingface", tiny_models.LLAMA, offload="all", **{**options, "sharding": "ddp"})
+    assert refused.value.field == "offload"
 
 
 def test_ddp_after_a_one_device_estimate_of_the_same_model() -> None:
