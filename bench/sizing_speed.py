@@ -31,8 +31,8 @@ FSDP8 = dict(
 )
 
 
-def _generate(new_tokens: int, reference: bool = False) -> str:
-    report = _estimate(reference, **GENERATE, new_tokens=new_tokens)
+def _generate(new_tokens: int, reference: bool = False, kv_cache_dtype: str = "auto") -> str:
+    report = _estimate(reference, **GENERATE, new_tokens=new_tokens, kv_cache_dtype=kv_cache_dtype)
     return f"peak {report.peak_bytes:,} B, KV cache {report.kv_cache_bytes:,} B"
 
 
@@ -102,6 +102,7 @@ CASES = {
     "explorer's Fits-on panel and generation tile (Llama preset)": _explorer_tiles,
     "generate 4,096 new tokens (b8, prompt 1,024)": lambda: _generate(4096),
     "generate 32,768 new tokens (b8, prompt 1,024)": lambda: _generate(32768),
+    "generate 4,096 new tokens, fp8 KV cache": lambda: _generate(4096, kv_cache_dtype="fp8"),
     "generate 64 new tokens (b8, prompt 1,024)": lambda: _generate(64),
     "reference: generate 64 new tokens, every step traced": lambda: _generate(64, reference=True),
     "max batch, generate 1,024 + 256 on an A100 80GB": _max_batch,
