@@ -108,68 +108,63 @@ LABEL_TOKENS = 4  # labels padded to the longest class name ("no complaint" and 
 UNTIED_HEAD = 32128 * 2048
 
 
-def main() -> None:
+GIB = 2**30
+
+
+def _row(recipe: str, shape: str, published: str, config: dict, **options) -> list[str]:
+    """One estimate beside its published figure, as a table row (printed as it comes)."""
     from app.engine import estimate_memory
 
-    gib = 2**30
+    start = time.perf_counter()
+    report = estimate_memory("huggingface", config, mode="train", optimizer="adamw", **options)
+    seconds = time.perf_counter() - start
+    estimate = report.peak_bytes / GIB
+    figure = float(published.split()[0])
+    row = [
+        recipe,
+        shape,
+        published,
+        f"{estimate:.2f}",
+        f"{(estimate - figure) / figure * 100:+.1f}%",
+        f"{report.breakdown.weights / GIB:.2f}",
+        f"{report.trainable_parameters:,}",
+        f"{seconds:.1f} s",
+    ]
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
     rows = []
     for recipe, published, options in PEFT:
         for length in TWEET_LENGTHS:
-            start = time.perf_counter()
-            report = estimate_memory(
-                "huggingface",
-                T0_3B,
-                input_size=(length, LABEL_TOKENS),
-                batch_size=8,
-                mode="train",
-                precision="fp32",
-                optimizer="adamw",
-                **options,
-            )
-            seconds = time.perf_counter() - start
-            estimate = report.peak_bytes / gib
             rows.append(
-                [
+                _row(
                     recipe,
                     f"8 x {length:,} + {LABEL_TOKENS}",
                     f"{published:.2f} (allocated)",
-                    f"{estimate:.2f}",
-                    f"{(estimate - published) / published * 100:+.1f}%",
-                    f"{report.breakdown.weights / gib:.2f}",
-                    f"{report.trainable_parameters:,}",
-                    f"{seconds:.1f} s",
-                ]
+                    T0_3B,
+                    input_size=(length, LABEL_TOKENS),
+                    batch_size=8,
+                    precision="fp32",
+                    **options,
+                )
             )
-            print(rows[-1], flush=True)
     for recipe, published, options in PUBLISHED:
         for length in LENGTHS:
-            start = time.perf_counter()
-            report = estimate_memory(
-                "huggingface",
-                LLAMA2_7B,
-                input_size=(length,),
-                batch_size=2,
-                mode="train",
-                precision="bf16",
-                optimizer="adamw",
-                checkpointing=True,
-                **options,
-            )
-            seconds = time.perf_counter() - start
-            estimate = report.peak_bytes / gib
             rows.append(
-                [
+                _row(
                     recipe,
                     f"2 x {length:,}",
                     f"{published:.2f} (reserved)",
-                    f"{estimate:.2f}",
-                    f"{(estimate - published) / published * 100:+.1f}%",
-                    f"{report.breakdown.weights / gib:.2f}",
-                    f"{report.trainable_parameters:,}",
-                    f"{seconds:.1f} s",
-                ]
+                    LLAMA2_7B,
+                    input_size=(length,),
+                    batch_size=2,
+                    precision="bf16",
+                    checkpointing=True,
+                    **options,
+                )
             )
-            print(rows[-1], flush=True)
     print()
     print(f"Machine: {machine()}")
     print(
