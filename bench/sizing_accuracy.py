@@ -5,13 +5,15 @@
   in fp32 and bf16; the KV cache's bytes against the real cache's;
 - checkpointing: real training steps with it on;
 - sharding: real FSDP2 (ZeRO-3 and ZeRO-2) and DDP runs over 2 and 4 local processes with the gloo backend;
-  each rank's peak against the per-device estimate for the same N.
+  each rank's peak against the per-device estimate for the same N;
+- tensor parallel: DTensor over 2 and 4 processes, the config's own plan;
+- pipeline parallel: torch.distributed.pipelining's 1F1B schedule over 2 and 4 processes, every stage.
 
 Peaks are read from the profiler's allocation events, as for the memory table. gloo frees the input
 copies of its collectives on its own thread, where the profiler records nothing: a block allocated inside a
 collective and never freed in the rank's own thread is counted as freed when that collective ends.
 
-    .venv/bin/python bench/sizing_accuracy.py [--only generation|checkpointing|sharding]
+    .venv/bin/python bench/sizing_accuracy.py [--only generation|checkpointing|sharding|tp|pp]
 """
 
 from __future__ import annotations
@@ -330,9 +332,90 @@ def tensor_parallel_rows() -> list[list[str]]:
     return rows
 
 
+def _pipeline_rank(rank: int, world: int, port: int, microbatches: int, batch: int, out: str) -> None:
+    """One stage of a real 1F1B pipeline (torch.distributed.pipelining over gloo): its peak during one step."""
+    import torch.distributed as dist
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from app.engine.choices import OPTIMIZERS
+    from app.engine.memory.pipeline_parallel import PipelineStageModule, _token_loss
+    from app.engine.memory.runner import storage_bytes
+    from app.engine.tracing.torch_internals import pipeline_schedule
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    module = PipelineStageModule(_hf("llama").train(), rank, world)  # the other stages' blocks are freed here
+    micro = batch // microbatches
+    torch.manual_seed(1)
+    tokens = torch.randint(3, LLAMA["vocab_size"], (batch, 128)) if module.is_first else None
+    targets = torch.randint(3, LLAMA["vocab_size"], (batch, 128)) if module.is_last else None
+    example = tokens[:micro] if module.is_first else torch.zeros(micro, 128, LLAMA["hidden_size"])
+    with torch.no_grad():
+        example_output = module(example)
+    example.requires_grad_(not module.is_first)
+    example_output.requires_grad_(not module.is_last)
+    schedule = pipeline_schedule(
+        module, rank, world, torch.device("cpu"), microbatches, example, example_output, _token_loss
+    )
+    del example, example_output
+    inputs = [t for t in (tokens, targets) if t is not None]
+    baseline = storage_bytes([*module.parameters(), *module.buffers(), *inputs])
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, record_function("setup"):
+        optimizer = OPTIMIZERS["adamw"].build(list(module.parameters()))
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step(*([tokens] if module.is_first else []), **({"target": targets} if module.is_last else {}))
+            optimizer.step()
+
+        with record_function("warm-up"):
+            step()  # gradients, optimizer state and the receive buffers exist before the measured step
+        dist.barrier()
+        with record_function("measured"):
+            step()
+    measured = next(e for e in prof.profiler.kineto_results.events() if e.name() == "measured")
+    peak = rank_peak(prof, measured.start_ns(), measured.end_ns(), baseline)
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"peak": peak}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def pipeline_rows() -> list[list[str]]:
+    """A 1F1B pipeline (torch.distributed.pipelining) over 2 and 4 gloo processes: every stage's peak."""
+    import torch.multiprocessing as mp
+
+    from app.engine import estimate_memory
+
+    rows = []
+    batch = 8
+    for world, microbatches in ((2, 4), (2, 8), (4, 4), (4, 8)):
+        with tempfile.TemporaryDirectory() as out:
+            mp.spawn(_pipeline_rank, args=(world, _free_port(), microbatches, batch, out), nprocs=world)
+            peaks = [json.loads(Path(out, f"rank{r}.json").read_text())["peak"] for r in range(world)]
+        ids = torch.randint(3, LLAMA["vocab_size"], (batch, 128))
+        report = estimate_memory(
+            _hf("llama"), input_data={"input_ids": ids}, optimizer="adamw", pp=world, microbatches=microbatches
+        )
+        for stage, measured in zip(report.stages or [], peaks, strict=True):
+            rows.append(
+                [
+                    "pipeline parallel",
+                    f"Llama-style (HF, 4 blocks), pp={world}, {microbatches} micro-batches of {batch // microbatches}, "
+                    f"stage {stage.stage} ({stage.holds})",
+                    "fp32",
+                    f"{stage.peak_bytes / 2**20:,.2f}",
+                    f"{measured / 2**20:,.2f}",
+                    _error(stage.peak_bytes, measured),
+                    f"{stage.in_flight_microbatches} in flight",
+                ]
+            )
+        print(f"  pipeline parallel {world} x {microbatches}: done", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["generation", "checkpointing", "sharding", "tp"])
+    parser.add_argument("--only", choices=["generation", "checkpointing", "sharding", "tp", "pp"])
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = []
@@ -344,6 +427,8 @@ def main() -> None:
         rows += sharding_rows()
     if args.only in (None, "tp"):
         rows += tensor_parallel_rows()
+    if args.only in (None, "pp"):
+        rows += pipeline_rows()
     print(f"Machine: {machine()}; real runs on the CPU\n")
     headers = ["What", "Case", "Precision", "Estimate MiB", "Measured MiB", "Error", "Notes"]
     print(markdown_table(headers, rows))

@@ -110,6 +110,16 @@ class StepSetup(BaseModel):
     tp: int = Field(
         1, ge=1, le=64, description="Tensor-parallel GPUs (Megatron column/row split, the model's own plan)."
     )
+    pp: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Pipeline stages, one GPU each (a decoder's blocks split evenly; the 1F1B schedule); batch_size "
+        "is then the batch one pipeline step takes.",
+    )
+    microbatches: int | None = Field(
+        None, ge=1, le=256, description="With pp > 1: micro-batches the batch is cut into (omitted: pp of them)."
+    )
     offload: OffloadName = Field(  # type: ignore[valid-type]
         "none",
         description="With gpus > 1 and zero2 or fsdp: what lives in host memory: none, optimizer (ZeRO-Offload: "
@@ -198,12 +208,41 @@ class Step(StepFields):
                 "size one tensor-parallel group with gpus 1",
                 "tp",
             )
+        if self.microbatches is not None and self.pp == 1:
+            raise InputError("microbatches applies to pipeline parallelism: give pp > 1 too", "microbatches")
+        if self.pp > 1:
+            self._check_pipeline()
         if self.tp > 1 and self.generates:
             raise InputError(
                 "tensor-parallel generation is not sized yet: size the prompt's forward (mode inference)", "tp"
             )
         if self.tp > 1 and (self.quantization is not None or self.adapter is not None):
             raise InputError("tensor parallelism with quantized weights or an adapter is not sized yet", "tp")
+
+    def _check_pipeline(self) -> None:
+        if not self.trains:
+            raise InputError(
+                "pipeline parallelism is sized for training steps (the 1F1B schedule): use mode train", "pp"
+            )
+        if self.tp > 1 or self.gpus > 1:
+            raise InputError(
+                f"pp={self.pp} with tp={self.tp} and gpus={self.gpus}: pipeline stages combined with tensor or data "
+                "parallelism are not sized yet: size the pipeline alone",
+                "pp",
+            )
+        if self.quantization is not None or self.adapter is not None:
+            raise InputError("pipeline parallelism with quantized weights or an adapter is not sized yet", "pp")
+        if self.pipeline_microbatches < self.pp:
+            raise InputError(
+                f"microbatches={self.pipeline_microbatches} is fewer than pp={self.pp}: 1F1B needs at least one "
+                "micro-batch per stage",
+                "microbatches",
+            )
+
+    @property
+    def pipeline_microbatches(self) -> int:
+        """Micro-batches of a pipeline step (pp of them unless given)."""
+        return self.microbatches if self.microbatches is not None else self.pp
 
     @property
     def precision_choice(self) -> PrecisionChoice:
@@ -256,6 +295,8 @@ class Step(StepFields):
                 values["kv_cache_dtype"] = self.kv_cache_dtype
         if self.tp > 1:
             values["tp"] = self.tp
+        if self.pp > 1:
+            values.update(pp=self.pp, microbatches=self.pipeline_microbatches)
         if self.adapter is not None:
             values["adapter"] = self.adapter.model_dump(mode="json")
         if self.quantization is not None:

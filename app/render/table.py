@@ -106,6 +106,10 @@ def memory_table(report: MemoryReport, top: int = 8) -> str:
     }.get(report.mode, "inference")
     if report.gpus > 1:
         what += f", {report.sharding} over {report.gpus} devices (per device)"
+    if report.tp > 1:
+        what += f", tensor parallel over {report.tp} GPUs (per GPU)"
+    if report.pp > 1:
+        what += f", {report.pp} pipeline stages of {report.microbatches} micro-batches (the largest stage)"
     shapes = ", ".join(format_shape(s) for s in report.input_shapes)
     parts = report.breakdown.model_dump()
     peak = report.peak_bytes or 1
@@ -116,11 +120,18 @@ def memory_table(report: MemoryReport, top: int = 8) -> str:
     ]
     for name, value in parts.items():
         lines.append(f"  {name.replace('_', ' '):<17} {format_bytes(value):>12}  {100 * value / peak:5.1f}%")
-    lines += [
-        f"Held between steps:        {format_bytes(report.persistent_bytes)}",
-        f"Saved for backward (all):  {format_bytes(report.saved_activation_bytes)}",
-        f"FLOPs in the step:         {format_flops(report.step_flops)}",
-    ]
+    lines.append(f"Held between steps:        {format_bytes(report.persistent_bytes)}")
+    if report.tp == 1 and report.pp == 1:  # a split step's rank counts neither (its report says so)
+        lines += [
+            f"Saved for backward (all):  {format_bytes(report.saved_activation_bytes)}",
+            f"FLOPs in the step:         {format_flops(report.step_flops)}",
+        ]
+    for stage in report.stages or []:
+        lines.append(
+            f"  stage {stage.stage}: {format_bytes(stage.peak_bytes):>12}  ({stage.holds}; "
+            f"{stage.in_flight_microbatches} micro-batch{'es' if stage.in_flight_microbatches > 1 else ''} in flight, "
+            f"peak {PHASES[stage.phase]})"
+        )
     if report.host_bytes is not None:
         lines.append(f"Host memory (offload {report.offload}): {format_bytes(report.host_bytes)} per rank, off the GPU")
     if report.kv_cache_bytes is not None:

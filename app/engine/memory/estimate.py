@@ -25,6 +25,7 @@ from ..step import Step
 from ..tracing.selection import check_batch, check_module_count, select
 from .measure import measure_into, measured_only
 from .one_device import estimate_one_device
+from .pipeline_parallel import estimate_pipeline_parallel
 from .quantization import from_quantization_config
 from .report import MemoryReport
 from .runner import StepCase
@@ -122,6 +123,8 @@ def estimate_case(
 def _estimate_any(case: StepCase) -> MemoryReport:
     if case.step.tp > 1:
         return estimate_tensor_parallel(case)
+    if case.step.pp > 1:
+        return estimate_pipeline_parallel(case)
     return estimate_sharded(case) if case.step.sharded else estimate_one_device(case)
 
 

@@ -51,6 +51,18 @@ class TextbookFormula(BaseModel):
     lines: list[str] = Field(description="The arithmetic with the numbers filled in, and why the figures differ.")
 
 
+class StageMemory(BaseModel):
+    """One pipeline stage's GPU (a rank kind of its own): what it holds and its peak."""
+
+    stage: int = Field(description="Stage index (0: the first, which embeds the tokens).")
+    holds: str = Field(description="The layers on this stage.")
+    in_flight_microbatches: int = Field(description="Micro-batches whose activations it holds at once under 1F1B.")
+    peak_bytes: int = Field(description="This stage's peak.")
+    phase: Phase = Field(description="Where its peak happens.")
+    breakdown: MemoryBreakdown
+    persistent_bytes: int = Field(description="Held between steps: its weights, buffers, gradients, optimizer state.")
+
+
 class MemoryReport(BaseModel):
     """Peak memory of one steady-state training step or one inference forward."""
 
@@ -112,6 +124,11 @@ class MemoryReport(BaseModel):
     gpus: int = Field(1, description="Devices the step runs on; peak_bytes is then per device (the largest rank's).")
     sharding: ShardingName | None = Field(None, description="How the devices share the model (gpus > 1).")
     tp: int = Field(1, description="Tensor-parallel GPUs; peak_bytes is then each rank's (all hold equal shards).")
+    pp: int = Field(1, description="Pipeline stages (one GPU each); peak_bytes is then the largest stage's.")
+    microbatches: int | None = Field(None, description="Pipeline parallel: micro-batches the batch is cut into.")
+    stages: list[StageMemory] | None = Field(
+        None, description="Pipeline parallel: every stage's peak (each stage is a rank kind of its own)."
+    )
     adapter: dict[str, Any] | None = Field(None, description="The LoRA or DoRA adapter fine-tuned, when one is.")
     quantization: dict[str, Any] | None = Field(None, description="How the base's linear weights are stored.")
     quantized_weight_bytes: int | None = Field(

@@ -108,6 +108,8 @@ class StepCase:
             "gpus": step.gpus,
             "sharding": step.sharding if step.sharded else None,
             "tp": step.tp,
+            "pp": step.pp,
+            "microbatches": step.pipeline_microbatches if step.pp > 1 else None,
             "kv_cache_dtype": step.kv_cache_dtype if step.generates else None,
             "offload": step.offload if step.offload != "none" else None,
             "adapter": step.adapter.model_dump(mode="json") if step.adapter is not None else None,

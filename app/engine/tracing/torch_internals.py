@@ -531,8 +531,8 @@ def kineto_range(prof: torch.profiler.profile, name: str) -> tuple[int, int]:
 
 
 @contextmanager
-def fake_process_group(world_size: int, device_type: str = "cpu") -> Iterator[Any]:
-    """A fake process group of ``world_size`` ranks (this process is rank 0), and a 1-D device mesh over it.
+def fake_process_group(world_size: int, device_type: str = "cpu", rank: int = 0) -> Iterator[Any]:
+    """A fake process group of ``world_size`` ranks (this process is ``rank``), and a 1-D device mesh over it.
 
     Collectives return at once without moving data: what FSDP allocates around them is
     still allocated, so a memory tracker sees it. The mesh is built outside any fake
@@ -544,7 +544,7 @@ def fake_process_group(world_size: int, device_type: str = "cpu") -> Iterator[An
 
     if dist.is_initialized():
         raise RuntimeError("a process group already exists in this process; sharded estimates need their own")
-    dist.init_process_group("fake", rank=0, world_size=world_size, store=FakeStore())
+    dist.init_process_group("fake", rank=rank, world_size=world_size, store=FakeStore())
     try:
         yield init_device_mesh(device_type, (world_size,))
     finally:
@@ -558,6 +558,40 @@ def parallelize(module: nn.Module, mesh: Any, plan: dict[str, str]) -> nn.Module
 
     styles = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
     return parallelize_module(module, mesh, {name: styles[style]() for name, style in plan.items()})
+
+
+def pipeline_schedule(
+    stage_module: nn.Module,
+    stage: int,
+    stages: int,
+    device: torch.device,
+    microbatches: int,
+    example_input: torch.Tensor,
+    example_output: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Any:
+    """``torch.distributed.pipelining``'s 1F1B schedule of one stage, its input and output shapes given (so no
+    shape inference talks to the other ranks). ``schedule.step(...)`` runs one training step of the stage."""
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B
+
+    pipeline_stage = PipelineStage(
+        stage_module, stage, stages, device, input_args=(example_input,), output_args=(example_output,)
+    )
+    return Schedule1F1B(pipeline_stage, microbatches, loss_fn=loss_fn)
+
+
+def prepare_pipeline(schedule: Any, first_args: tuple[Any, ...], first_target: Any) -> None:
+    """What a schedule's first step sets up before running (its receive buffers, one per micro-batch), without
+    running it: ``_initialize_stage`` with the first micro-batch's arguments and target."""
+    schedule._initialize_stage(first_args, {}, first_target)
+
+
+def pipeline_buffers(schedule: Any) -> list[torch.Tensor]:
+    """The receive buffers a stage keeps between steps: one activation buffer per micro-batch (all but the first
+    stage) and one gradient buffer per micro-batch (all but the last)."""
+    stage = schedule._stage
+    infos = [*stage.args_recv_info.values(), *stage.grad_recv_info.values()]
+    return [info.buffer for group in infos for info in group if getattr(info, "buffer", None) is not None]
 
 
 def fully_shard(module: nn.Module, **kwargs: Any) -> Any:

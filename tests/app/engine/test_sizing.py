@@ -349,3 +349,64 @@ def test_tensor_parallel_rank_holds_its_share_of_every_split_weight() -> None:
     assert caught.value.field == "tp"
     with pytest.raises(InputError, match="base_model_tp_plan"):
         estimate_memory("huggingface", tiny_models.GPT2, input_size=(32,), tp=2)
+
+
+def test_pipeline_stages_hold_their_share_and_the_first_holds_the_most_micro_batches() -> None:
+    """A tiny Llama in 2 stages: the first holds the embeddings and its half of the blocks, the last its half,
+    the final norm and the head (weights counted from the config, not the engine); under 1F1B the first stage
+    holds 2 micro-batches' activations and the last 1. Layouts that do not divide are refused by name."""
+    hf = {**tiny_models.LLAMA["hf_config"], "tie_word_embeddings": False}
+    config = {"hf_config": hf}
+    report = estimate_memory("huggingface", config, input_size=(32,), batch_size=4, optimizer="adamw", pp=2)
+    hidden, inter, vocab, layers = hf["hidden_size"], hf["intermediate_size"], hf["vocab_size"], hf["num_hidden_layers"]
+    kv = hf["num_key_value_heads"] * hidden // hf["num_attention_heads"]
+    block = 2 * hidden * hidden + 2 * kv * hidden + 3 * hidden * inter + 2 * hidden
+    first, last = report.stages
+    assert first.breakdown.weights == 4 * (vocab * hidden + layers // 2 * block)
+    assert last.breakdown.weights == 4 * (layers // 2 * block + hidden + vocab * hidden)
+    assert (first.in_flight_microbatches, last.in_flight_microbatches) == (2, 1)
+    assert report.peak_bytes == max(first.peak_bytes, last.peak_bytes) and report.microbatches == 2
+    with pytest.raises(InputError, match=f"num_hidden_layers={layers}") as caught:
+        estimate_memory("huggingface", config, input_size=(32,), batch_size=4, pp=3)
+    assert caught.value.field == "pp"
+    with pytest.raises(InputError, match="does not divide the batch of 3") as caught:
+        estimate_memory("huggingface", config, input_size=(32,), batch_size=3, pp=2)
+    assert caught.value.field == "microbatches"
+    with pytest.raises(InputError, match="training steps"):
+        estimate_memory("huggingface", config, input_size=(32,), mode="inference", pp=2)
+    with pytest.raises(InputError, match="fewer than pp=2"):
+        estimate_memory("huggingface", config, input_size=(32,), batch_size=4, pp=2, microbatches=1)
+    with pytest.raises(InputError, match="no such stack"):
+        estimate_memory("huggingface", tiny_models.GPT2, input_size=(32,), batch_size=2, pp=2)
+
+
+def test_pipeline_stages_match_a_real_1f1b_run_over_two_processes(tmp_path) -> None:
+    """torch.distributed.pipelining's Schedule1F1B over 2 gloo processes (bench/sizing_accuracy.py's run): each
+    stage's real peak, read from the profiler's allocation events, against its estimate."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    from bench.sizing_accuracy import LLAMA, _free_port, _hf, _pipeline_rank
+
+    batch, microbatches = 4, 2
+    mp.spawn(_pipeline_rank, args=(2, _free_port(), microbatches, batch, str(tmp_path)), nprocs=2)
+    measured = [json.loads((tmp_path / f"rank{r}.json").read_text())["peak"] for r in range(2)]
+    ids = torch.randint(3, LLAMA["vocab_size"], (batch, 128))
+    report = estimate_memory(
+        _hf("llama"), input_data={"input_ids": ids}, optimizer="adamw", pp=2, microbatches=microbatches
+    )
+    for stage, peak in zip(report.stages, measured, strict=True):
+        assert abs(stage.peak_bytes - peak) / peak < 0.02, (stage.stage, stage.peak_bytes, peak)
+
+
+@pytest.mark.parametrize(("pp", "microbatches", "checkpointing"), [(2, 4, False), (2, 6, True), (3, 6, False)])
+def test_pipeline_shortcuts_equal_the_whole_schedule(pp: int, microbatches: int, checkpointing: bool) -> None:
+    """Fewer micro-batches traced and the optimizer-only warm-up give every stage exactly what tracing the whole
+    schedule after a whole warm-up step gives (reference_traces)."""
+    config = {"hf_config": {**tiny_models.LLAMA["hf_config"], "num_hidden_layers": 6}}
+    options = dict(input_size=(32,), batch_size=microbatches, optimizer="adamw", pp=pp, microbatches=microbatches)
+    fast = estimate_memory("huggingface", config, **options, checkpointing=checkpointing)
+    with reference_traces():
+        whole = estimate_memory("huggingface", config, **options, checkpointing=checkpointing)
+    assert fast.stages == whole.stages
