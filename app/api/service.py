@@ -247,7 +247,9 @@ class ReportService:
 
     async def memory_overview(self, request: MemoryOverviewRequest, work: Work) -> bytes:
         """Inference and a training step per optimizer, as one JSON body (each report from the cache when there)."""
-        inference = self.step(request, mode="inference", checkpointing=False, gpus=1, offload="none")
+        inference = self.step(
+            request, mode="inference", checkpointing=False, gpus=1, offload="none", pp=1, microbatches=None
+        )
         steps: dict[str, Step] = {"inference": inference}
         refused: dict[str, bytes] = {}  # an optimizer the request's layout cannot run: said so in its place
         for name in OPTIMIZERS:
@@ -274,7 +276,13 @@ class ReportService:
             chosen = self.step(request, **own)
             steps = {
                 "inference": chosen.replace(
-                    mode="inference", checkpointing=False, gpus=1, offload="none", kv_cache_dtype="auto"
+                    mode="inference",
+                    checkpointing=False,
+                    gpus=1,
+                    offload="none",
+                    kv_cache_dtype="auto",
+                    pp=1,
+                    microbatches=None,
                 ),
                 "train": chosen.replace(mode="train", kv_cache_dtype="auto"),
             }

@@ -28,6 +28,9 @@ const state = {
   gpus: 1,
   sharding: "fsdp",
   offload: "none",
+  tp: 1,
+  pp: 1,
+  microbatches: 0, // 0: as many as pipeline stages
   newTokens: 128,
   kvCache: "auto",
   tuning: "full", // or "lora", "qlora"
@@ -95,6 +98,9 @@ const URL_STATE = {
   gpus: { param: "g", type: "int", fallback: 1 },
   sharding: { param: "sh", fallback: "fsdp" },
   offload: { param: "off", fallback: "none" },
+  tp: { param: "tp", type: "int", fallback: 1 },
+  pp: { param: "pp", type: "int", fallback: 1 },
+  microbatches: { param: "mb", type: "int", fallback: 0 },
   newTokens: { param: "nt", type: "int", fallback: 128 },
   kvCache: { param: "kv", fallback: "auto" },
   tuning: { param: "ft", fallback: "full" },
@@ -157,6 +163,8 @@ function trainingOptions() {
     gpus: state.gpus,
     ...(state.gpus > 1 ? { sharding: state.sharding } : {}),
     ...(offloads() ? { offload: state.offload } : {}),
+    ...(state.tp > 1 ? { tp: state.tp } : {}),
+    ...(state.pp > 1 ? { pp: state.pp, ...(state.microbatches > 0 ? { microbatches: state.microbatches } : {}) } : {}),
     ...(tuned ? { adapter: tuned } : {}),
   };
 }
@@ -411,7 +419,11 @@ function renderMemory() {
   if (training.kind === "refused") setTile("tile-training", "–", training.detail);
   else {
     const host = training.host_bytes ? ` · ${bytes(training.host_bytes)} on the host (offload ${training.offload})` : "";
-    setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}${host}`);
+    const split = training.tp > 1 ? ` · per GPU, tensor parallel over ${training.tp}` : "";
+    const stages = training.stages
+      ? ` · largest of ${training.stages.length} pipeline stages (${training.microbatches} micro-batches): ${training.stages.map((s) => `stage ${s.stage} ${bytes(s.peak_bytes)}`).join(", ")}`
+      : "";
+    setTile("tile-training", bytes(training.peak_bytes), `${optimizer}, ${training.precision} · peak in the ${training.phase === "optimizer" ? "optimizer step" : `${training.phase} pass`}${host}${split}${stages}`);
   }
   table.setSaved(savedByPath());
   if (state.layer !== null) showLayer(summary.layers.find((r) => r.path === state.layer));
@@ -733,6 +745,12 @@ function bindControls() {
     state.offload = $("offload").value;
     refresh();
   });
+  for (const [id, key, least] of [["tp", "tp", 1], ["pp", "pp", 1], ["microbatches", "microbatches", 0]]) {
+    $(id).addEventListener("input", () => {
+      state[key] = Math.max(least, Number.parseInt($(id).value, 10) || least);
+      later();
+    });
+  }
   $("kv-cache").addEventListener("change", () => {
     state.kvCache = $("kv-cache").value;
     refresh();
@@ -795,6 +813,9 @@ function init() {
   $("sharding").disabled = state.gpus === 1;
   $("offload").value = state.offload;
   $("offload").disabled = state.gpus === 1 || state.sharding === "ddp";
+  $("tp").value = String(state.tp);
+  $("pp").value = String(state.pp);
+  $("microbatches").value = state.microbatches > 0 ? String(state.microbatches) : "";
   $("new-tokens").value = String(state.newTokens);
   bindControls();
   setView(state.view);

@@ -100,3 +100,28 @@ def test_serving_endpoint(client) -> None:
     assert bad.status_code == 422
     images = client.post("/api/serving", json={"architecture": "resnet"})
     assert images.status_code == 422
+
+
+def test_pipeline_stages_on_memory_and_the_overview(client) -> None:
+    """pp and microbatches on POST /api/memory give every stage; the overview sizes inference as one GPU's; a
+    layout that does not divide is a 422 naming the field and both numbers."""
+    hf = {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 512,
+    }
+    body = {"architecture": "huggingface", "config": {"hf_config": hf}, "input": {"batch_size": 4, "shape": [32]}}
+    report = client.post("/api/memory", json={**body, "pp": 2, "microbatches": 4}).json()
+    assert [s["in_flight_microbatches"] for s in report["stages"]] == [2, 1]
+    assert report["peak_bytes"] == max(s["peak_bytes"] for s in report["stages"]) and report["pp"] == 2
+    overview = client.post("/api/memory/optimizers", json={**body, "pp": 2}).json()
+    assert overview["inference"]["pp"] == 1 and overview["training"]["adamw"]["pp"] == 2
+    refused = client.post("/api/memory", json={**body, "pp": 3})
+    assert refused.status_code == 422 and "pp=3" in refused.text and "num_hidden_layers=4" in refused.text
+    uneven = client.post("/api/memory", json={**body, "pp": 2, "microbatches": 3})
+    assert uneven.status_code == 422 and "microbatches" in uneven.text
